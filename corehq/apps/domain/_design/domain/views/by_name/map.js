@@ -1,0 +1,5 @@
+function (doc) {
+    if (doc.doc_type === 'Domain' && doc.name) {
+        emit(doc.name, null);
+    }
+}

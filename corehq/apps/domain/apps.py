@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class DomainAppConfig(AppConfig):
+    name = 'corehq.apps.domain'

@@ -1,0 +1,5 @@
+function (doc) {
+    if (doc.doc_type) {
+        emit([doc.doc_type, doc._id], null);
+    }
+}

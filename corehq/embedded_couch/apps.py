@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class EmbeddedCouchConfig(AppConfig):
+    name = 'corehq.embedded_couch'

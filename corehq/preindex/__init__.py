@@ -1,0 +1,1 @@
+from corehq.preindex.registry import ExtraPreindexPlugin  # noqa: F401

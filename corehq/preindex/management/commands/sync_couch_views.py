@@ -1,0 +1,38 @@
+from django.apps import apps
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from corehq.doctypemigrations.couch import CouchDB, CouchError
+from corehq.preindex.registry import ExtraPreindexPlugin, design_doc_placements
+from corehq.preindex.sync import UNCHANGED, group_by_db, sync_database
+
+
+class Command(BaseCommand):
+    help = ("Push every app's design docs to each database it belongs to (COUCHDB_APPS and "
+            "ExtraPreindexPlugin), leaving unchanged ones alone, and build every view's index.")
+
+    def add_arguments(self, parser):
+        parser.add_argument('--no-build', action='store_true',
+                            help="Push design docs without querying their views.")
+
+    def handle(self, no_build=False, verbosity=1, **options):
+        helper = settings.COUCH_SETTINGS_HELPER
+        placements = design_doc_placements(
+            helper, apps.get_app_configs(), ExtraPreindexPlugin.registrations())
+        for db_name, db_placements in sorted(group_by_db(placements).items(), key=lambda i: str(i[0])):
+            db = CouchDB(helper.db_url(db_name))
+            if verbosity:
+                self.stdout.write(f"{db.display_url}: {len(db_placements)} design docs")
+            try:
+                sync_database(db, db_placements, build=not no_build,
+                              on_doc=self._reporter(verbosity))
+            except CouchError as e:
+                raise CommandError(f"Could not sync design docs to {db.display_url}: {e}")
+        if verbosity:
+            self.stdout.write(self.style.SUCCESS("Design docs in sync"))
+
+    def _reporter(self, verbosity):
+        def report(placement, outcome):
+            if verbosity >= 2 or (verbosity and outcome != UNCHANGED):
+                self.stdout.write(f"  {placement.doc_id} ({placement.app_label}): {outcome}")
+        return report

@@ -1,0 +1,87 @@
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from corehq.couchsettings import CouchSettingsHelper
+
+BASE_DIR = Path(__file__).resolve().parent
+
+SECRET_KEY = os.environ.get('DJANGO_SECRET_KEY', 'dev-only-not-secret')
+DEBUG = os.environ.get('DJANGO_DEBUG', '') == '1'
+ALLOWED_HOSTS = ['localhost', '127.0.0.1']
+UNIT_TESTING = os.environ.get('UNIT_TESTING', '') == '1'
+
+INSTALLED_APPS = [
+    'django.contrib.admin',
+    'django.contrib.auth',
+    'django.contrib.contenttypes',
+    'django.contrib.sessions',
+    'django.contrib.messages',
+    'corehq.embedded_couch',
+    'corehq.preindex',
+    'corehq.couchapps',
+    'corehq.doctypemigrations',
+    'corehq.apps.domain',
+    'corehq.apps.users',
+    'corehq.apps.groups',
+]
+
+MIDDLEWARE = [
+    'django.contrib.sessions.middleware.SessionMiddleware',
+    'django.contrib.auth.middleware.AuthenticationMiddleware',
+    'django.contrib.messages.middleware.MessageMiddleware',
+]
+
+TEMPLATES = [{
+    'BACKEND': 'django.template.backends.django.DjangoTemplates',
+    'APP_DIRS': True,
+    'OPTIONS': {'context_processors': [
+        'django.contrib.auth.context_processors.auth',
+        'django.contrib.messages.context_processors.messages',
+        'django.template.context_processors.request',
+    ]},
+}]
+
+# Django's own database holds the migration state. DATABASE_URL selects any
+# backend, e.g. postgres://user:pass@host/dbname.
+DATABASES = {
+    'default': dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'var' / 'state.sqlite3'}", conn_max_age=0),
+}
+DEFAULT_AUTO_FIELD = 'django.db.models.BigAutoField'
+USE_TZ = True
+TIME_ZONE = 'UTC'
+
+# The embedded pouchdb-server is the default CouchDB server.
+COUCH_EMBEDDED_PORT = int(os.environ.get('COUCH_EMBEDDED_PORT', '5984'))
+COUCH_EMBEDDED_DATA_DIR = Path(os.environ.get('COUCH_EMBEDDED_DATA_DIR', BASE_DIR / 'var' / 'couchdb'))
+COUCH_SERVER_URL = os.environ.get('COUCH_SERVER_URL', f'http://127.0.0.1:{COUCH_EMBEDDED_PORT}')
+COUCH_DATABASE_NAME = os.environ.get('COUCH_DATABASE_NAME', 'commcarehq')
+COUCH_DATABASE = f"{COUCH_SERVER_URL.rstrip('/')}/{COUCH_DATABASE_NAME}"
+
+NEW_USERS_GROUPS_DB = 'users'  # the database we will be using
+# The database to use (will later be changed to NEW_USERS_GROUPS_DB); the
+# environment variable lets the demo flip it without editing code.
+USERS_GROUPS_DB = os.environ.get('USERS_GROUPS_DB') or None
+
+COUCHDB_APPS = [
+    'couchapps',
+    'domain',
+    ('groups', USERS_GROUPS_DB),
+    ('users', USERS_GROUPS_DB),
+]
+
+COUCH_SETTINGS_HELPER = CouchSettingsHelper(
+    COUCH_DATABASE,
+    COUCHDB_APPS,
+    [NEW_USERS_GROUPS_DB],  # list of secondary databases to register
+)
+COUCHDB_DATABASES = COUCH_SETTINGS_HELPER.get_couchdb_databases()
+
+LOGGING = {
+    'version': 1,
+    'disable_existing_loggers': False,
+    'handlers': {'console': {'class': 'logging.StreamHandler'}},
+    'loggers': {'corehq': {'handlers': ['console'], 'level': os.environ.get('LOG_LEVEL', 'WARNING')}},
+}

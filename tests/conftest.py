@@ -1,0 +1,86 @@
+"""Fixtures: one real pouchdb-server for the session, fresh databases per test."""
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from corehq.couchsettings import CouchSettingsHelper
+from corehq.doctypemigrations.couch import CouchDB
+from corehq.embedded_couch.server import EmbeddedCouch, free_port
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope='session')
+def couch_server(tmp_path_factory):
+    """The project's own pouchdb-server on a free loopback port, stopped at the end."""
+    server = EmbeddedCouch(PROJECT_DIR, tmp_path_factory.mktemp('couchdb'), free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db_prefix(couch_server):
+    """A unique main-database name; every database named after it is deleted afterwards."""
+    prefix = f"test_{uuid.uuid4().hex[:12]}"
+    yield prefix
+    for name in requests.get(f"{couch_server.url}/_all_dbs", timeout=30).json():
+        if name.startswith(prefix):
+            requests.delete(f"{couch_server.url}/{name}", timeout=60)
+
+
+@pytest.fixture
+def couch_settings(settings, couch_server, db_prefix):
+    """Point the project's couch settings (and couchdbkit) at this test's databases."""
+    main_url = f"{couch_server.url}/{db_prefix}"
+    helper = CouchSettingsHelper(main_url, settings.COUCHDB_APPS, [settings.NEW_USERS_GROUPS_DB])
+    settings.COUCH_SERVER_URL = couch_server.url
+    settings.COUCH_DATABASE_NAME = db_prefix
+    settings.COUCH_DATABASE = main_url
+    settings.COUCH_SETTINGS_HELPER = helper
+    settings.COUCHDB_DATABASES = helper.get_couchdb_databases()
+    bind_couchdbkit(settings.COUCHDB_DATABASES)
+    yield helper
+    bind_couchdbkit(helper.get_couchdb_databases())
+
+
+def bind_couchdbkit(databases):
+    """Make couchdbkit's handler and every Document class use ``databases``."""
+    from couchdbkit.ext.django.loading import CouchdbkitHandler, couchdbkit_handler
+    couchdbkit_handler._databases.clear()
+    CouchdbkitHandler(databases)
+    for schemas in couchdbkit_handler.app_schema.values():
+        for document_class in schemas.values():
+            document_class._db = None
+
+
+@pytest.fixture
+def source_db(couch_settings):
+    db = CouchDB(couch_settings.db_url(None))
+    db.create()
+    return db
+
+
+@pytest.fixture
+def target_db(couch_settings):
+    db = CouchDB(couch_settings.db_url('users'))
+    db.create()
+    return db
+
+
+@pytest.fixture
+def subprocess_env(couch_server, db_prefix, tmp_path):
+    """Environment for running ./manage.py against this test's databases and a
+    state database file of its own."""
+    env = dict(os.environ)
+    env.update({
+        'COUCH_SERVER_URL': couch_server.url,
+        'COUCH_DATABASE_NAME': db_prefix,
+        'DATABASE_URL': f"sqlite:///{tmp_path / 'state.sqlite3'}",
+        'PYTHONUNBUFFERED': '1',
+    })
+    env.pop('USERS_GROUPS_DB', None)
+    return env
