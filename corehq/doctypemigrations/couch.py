@@ -3,6 +3,7 @@
 Works against CouchDB 3, Cloudant and pouchdb-server. Seqs are passed through
 untouched: on clusters they are opaque strings.
 """
+import time
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import orjson
@@ -83,6 +84,11 @@ def dumps(obj):
     return orjson.dumps(obj)
 
 
+# Failures of the connection itself, as opposed to answers from CouchDB.
+TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+
+
 class CouchDB:
     """One database. ``url`` may carry credentials; they go to the session's auth,
     never into messages."""
@@ -119,7 +125,7 @@ class CouchDB:
                 timeout=timeout or self.timeout, stream=stream)
         except requests.exceptions.RetryError as e:
             raise CouchUnreachable(f"{self.display_url}: the server kept failing ({_reason(e)})") from None
-        except (requests.ConnectionError, requests.Timeout) as e:
+        except TRANSPORT_ERRORS as e:
             raise CouchUnreachable(f"Cannot reach {self.display_url}: {_reason(e)}") from None
         if response.status_code >= 400:
             self._raise_for(response, method, path)
@@ -145,7 +151,12 @@ class CouchDB:
         raise CouchHTTPError(f"{where}: {status} {error} {reason}".rstrip(), status)
 
     def json(self, method, path='', **kwargs):
-        return orjson.loads(self.request(method, path, **kwargs).content)
+        response = self.request(method, path, **kwargs)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise CouchUnreachable(
+                f"{self.display_url}: incomplete or invalid response to {method} {path}") from None
 
     # -- database --------------------------------------------------------
 
@@ -256,6 +267,34 @@ class CouchDB:
         if include_docs:
             query['include_docs'] = 'true'
         return self.json('GET', '_changes', params=query, timeout=timeout)
+
+    def wait_for_change(self, since, max_wait, heartbeat_ms=5000):
+        """Block until the feed has a change after ``since`` or ``max_wait`` seconds pass.
+
+        A longpoll with heartbeats: pouchdb-server ignores longpoll's ``timeout``,
+        so the wait is bounded here, and the heartbeat newlines let the read
+        timeout tell a dead connection from a quiet feed.
+        """
+        params = {'feed': 'longpoll', 'since': since, 'limit': 1, 'heartbeat': heartbeat_ms,
+                  'timeout': int(max_wait * 1000)}
+        read_timeout = heartbeat_ms / 1000 * 3 + 5
+        deadline = time.monotonic() + max_wait
+        response = self.request('GET', '_changes', params=params, stream=True,
+                                timeout=(self.timeout[0], read_timeout))
+        body = b''
+        try:
+            for chunk in response.iter_content(chunk_size=None):
+                body += chunk
+                if time.monotonic() > deadline:
+                    return False
+        except TRANSPORT_ERRORS as e:
+            raise CouchUnreachable(f"Lost {self.display_url} while waiting for changes: {_reason(e)}") from None
+        finally:
+            response.close()
+        try:
+            return bool(orjson.loads(body)['results'])
+        except (orjson.JSONDecodeError, KeyError):
+            raise CouchUnreachable(f"{self.display_url}: incomplete _changes response") from None
 
     def changes_for_ids(self, doc_ids):
         """Every leaf rev of the given docs, via the ``_doc_ids`` filter."""

@@ -10,6 +10,7 @@ class DocTypeMigration(models.Model):
     dump_since = models.TextField(null=True, blank=True)
     dump_offset = models.BigIntegerField(default=0)
     dump_complete = models.BooleanField(default=False)
+    docs_dumped = models.BigIntegerField(default=0)
     load_offset = models.BigIntegerField(default=0)
     docs_loaded = models.BigIntegerField(default=0)
     cleanup_complete = models.BooleanField(default=False)

@@ -1,0 +1,92 @@
+"""The --cleanup phase: delete migrated documents from the source.
+
+A document goes only when the target holds the same winning revision; every
+live leaf of it is deleted, so no conflict resurfaces in the source. Docs that
+differ are listed and left alone. Rerunning resumes: deleted docs are no longer
+of a migrating type in the source.
+"""
+import time
+import uuid
+from collections import namedtuple
+
+from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations.loader import delete_revs
+from corehq.doctypemigrations.selection import DocTypeSelection, scan_changes
+
+CleanupResult = namedtuple('CleanupResult', 'deleted differing errors')
+HEARTBEAT_MAX_AGE = 90  # seconds; a running --continuous beats at least every max_wait (30 s)
+
+
+class CleanupRefused(Exception):
+    pass
+
+
+def check_can_clean_up(state, slug):
+    if not checkpoints.initial_complete(state):
+        raise CleanupRefused(f"{slug!r} has no completed initial migration: there is nothing "
+                             f"in the target to trust yet. Run --initial (and --continuous) first.")
+
+
+def check_not_following(state, source, target, doc_type, canary_wait):
+    """Refuse while a --continuous is copying: it would mirror the deletions.
+
+    The heartbeat sees a follower using this state database; the canary (a doc
+    written to the source, watched for in the target) sees any follower at all.
+    """
+    if checkpoints.heartbeat_is_fresh(state, HEARTBEAT_MAX_AGE):
+        raise CleanupRefused("A --continuous run is active (its heartbeat is fresh): stop it "
+                             "with Ctrl-C first, or the cleanup's deletions would reach the target.")
+    if canary_wait and _canary_arrives(source, target, doc_type, canary_wait):
+        raise CleanupRefused("A --continuous run is copying from the source (a canary doc reached "
+                             "the target): stop it first, or the cleanup's deletions would reach the target.")
+
+
+def _canary_arrives(source, target, doc_type, wait):
+    doc_id = f"doctype-migration-canary-{uuid.uuid4().hex}"
+    rev = source.put({'_id': doc_id, 'doc_type': doc_type, 'canary': True})['rev']
+    try:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if target.get(doc_id) is not None:
+                return True
+            time.sleep(0.2)
+        return False
+    finally:
+        source.bulk_docs([{'_id': doc_id, '_rev': rev, '_deleted': True}])
+
+
+def clean_up(migrator, source, target, page_size=1000, dry_run=False, progress=None):
+    """Delete from the source every migrating doc the target holds identically."""
+    selection = DocTypeSelection(migrator.all_doc_types)
+    deleted, differing, errors = 0, [], []
+    for changes, _seq in scan_changes(source, page_size, conflicts=True):
+        docs = [c.doc for c in changes if selection.wants(c)]
+        same, different = _split_by_target(target, docs)
+        differing.extend(different)
+        if not dry_run:
+            errors.extend(_delete_everywhere(source, same))
+        deleted += len(same)
+        if progress:
+            progress.update(len(changes))
+    return CleanupResult(deleted, differing, errors)
+
+
+def _split_by_target(target, docs):
+    """(docs whose winner the target holds too, ids of the others)."""
+    target_revs = target.winning_revs([doc['_id'] for doc in docs]) if docs else {}
+    same, different = [], []
+    for doc in docs:
+        if target_revs.get(doc['_id']) == (doc['_rev'], False):
+            same.append(doc)
+        else:
+            different.append(doc['_id'])
+    return same, different
+
+
+def _delete_everywhere(source, docs):
+    return delete_revs(source, [(doc['_id'], rev) for doc in docs
+                                for rev in [doc['_rev']] + doc.get('_conflicts', [])])
+
+
+def mark_complete(state):
+    checkpoints.save_progress(state, cleanup_complete=True)

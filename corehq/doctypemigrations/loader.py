@@ -1,0 +1,62 @@
+"""Writing revisions into the target with ``_bulk_docs`` and ``new_edits=false``.
+
+Such writes are idempotent: a revision already there is accepted again, so a
+batch can be resent after any failure.
+"""
+from collections import namedtuple
+
+import orjson
+
+from corehq.doctypemigrations.couch import RequestTooLarge
+
+DocError = namedtuple('DocError', 'id rev error reason')
+
+
+class DocTooLarge(Exception):
+    pass
+
+
+def bulk_body(raw_docs):
+    return b'{"new_edits":false,"docs":[' + b','.join(raw_docs) + b']}'
+
+
+def write_raw(target, raw_docs):
+    """Write JSON-encoded docs; a 413 splits the batch until each part fits.
+
+    Returns the per-doc errors (the server's 201 can hold some), never drops them.
+    """
+    if not raw_docs:
+        return []
+    try:
+        rows = target.bulk_docs(bulk_body(raw_docs))
+    except RequestTooLarge:
+        if len(raw_docs) == 1:
+            doc = orjson.loads(raw_docs[0])
+            return [DocError(doc.get('_id'), doc.get('_rev'), 'too_large',
+                             'the document alone is larger than the server accepts')]
+        middle = len(raw_docs) // 2
+        return write_raw(target, raw_docs[:middle]) + write_raw(target, raw_docs[middle:])
+    return _doc_errors(rows)
+
+
+def delete_revs(db, id_revs):
+    """Delete the given leaves (normal edits); returns the per-doc errors."""
+    deletions = [{'_id': doc_id, '_rev': rev, '_deleted': True} for doc_id, rev in id_revs]
+    if not deletions:
+        return []
+    return _doc_errors(db.bulk_docs(deletions))
+
+
+def _doc_errors(rows):
+    return [DocError(row.get('id'), row.get('rev'), row.get('error'), row.get('reason')) for row in rows]
+
+
+def write_docs(target, docs):
+    return write_raw(target, [orjson.dumps(doc) for doc in docs])
+
+
+def describe_errors(errors, limit=20):
+    lines = [f"  {e.id} {e.rev or ''}: {e.error} ({e.reason})" for e in errors[:limit]]
+    if len(errors) > limit:
+        lines.append(f"  ... and {len(errors) - limit} more")
+    return '\n'.join(lines)

@@ -1,0 +1,31 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from corehq.doctypemigrations.conflicts import delete_doc_conflicts
+from corehq.doctypemigrations.couch import CouchDB, CouchError
+from corehq.doctypemigrations.loader import describe_errors
+from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
+
+
+class Command(BaseCommand):
+    help = ("Before --cleanup: in each migrator's source, delete the losing leaves of conflicted "
+            "docs of its doc types, keeping each doc's winner.")
+
+    def add_arguments(self, parser):
+        parser.add_argument('slugs', nargs='*', help="Migrators to clean (default: all).")
+
+    def handle(self, slugs, verbosity=1, **options):
+        for slug in slugs or get_migrator_slugs():
+            migrator = get_migrator_by_slug(slug)
+            if migrator is None:
+                raise CommandError(f"Unknown migrator {slug!r}; known: {', '.join(get_migrator_slugs())}")
+            source = CouchDB(settings.COUCH_SETTINGS_HELPER.db_url(migrator.source_db_name))
+            try:
+                result = delete_doc_conflicts(source, migrator.all_doc_types)
+            except CouchError as e:
+                raise CommandError(str(e))
+            if verbosity:
+                self.stdout.write(f"{slug}: deleted {result.leaves_deleted} losing revisions of "
+                                  f"{result.docs} conflicted docs in {source.display_url}")
+            if result.errors:
+                raise CommandError(f"Some losing revisions could not be deleted:\n{describe_errors(result.errors)}")

@@ -1,0 +1,74 @@
+"""Which documents a migration moves, and reading them with their full history."""
+from collections import namedtuple
+
+# One document as the _changes feed shows it: its id, every leaf rev (deleted
+# leaves too), the winning revision's body (None without include_docs) and
+# whether the winner is a tombstone.
+Change = namedtuple('Change', 'id leaf_revs doc deleted seq')
+
+
+def is_replicated_id(doc_id):
+    """Design docs belong to the apps' preindex, not to the migration."""
+    return not doc_id.startswith(('_design/', '_local/'))
+
+
+class DocTypeSelection:
+    def __init__(self, doc_types):
+        self.doc_types = frozenset(doc_types)
+
+    def wants(self, change):
+        """Whether the winning revision is of a migrating doc type.
+
+        A tombstone normally has no doc_type, so deletions are decided by id
+        elsewhere (is the doc in the target?), not here.
+        """
+        return (is_replicated_id(change.id) and change.doc is not None
+                and change.doc.get('doc_type') in self.doc_types)
+
+
+def parse_change(row):
+    return Change(
+        id=row['id'],
+        leaf_revs=[entry['rev'] for entry in row['changes']],
+        doc=row.get('doc'),
+        deleted=bool(row.get('deleted')),
+        seq=row.get('seq'),
+    )
+
+
+def scan_changes(db, page_size, since=None, conflicts=False):
+    """Page through the whole ``_changes`` feed with docs.
+
+    Yields (changes, last_seq) per page; resuming from a yielded last_seq
+    continues exactly after that page. Ends at the first short page: what is
+    written later is the continuous phase's job.
+    """
+    while True:
+        params = {'conflicts': 'true'} if conflicts else {}
+        page = db.changes(since=since, limit=page_size, include_docs=True, **params)
+        results = page['results']
+        since = page['last_seq']
+        yield [parse_change(row) for row in results], since
+        if len(results) < page_size or page.get('pending') == 0:
+            return
+
+
+def leaf_pairs(changes):
+    """(id, rev) of every leaf of the given changes, once each."""
+    seen = set()
+    pairs = []
+    for change in changes:
+        for rev in change.leaf_revs:
+            if (change.id, rev) not in seen:
+                seen.add((change.id, rev))
+                pairs.append((change.id, rev))
+    return pairs
+
+
+def fetch_leaves(db, changes):
+    """Every leaf revision of ``changes``, with ``_revisions`` and attachments inline.
+
+    A leaf the server no longer has was replaced after the feed listed it; its
+    successor comes later in the feed, so it is skipped here. Returns (docs, missing).
+    """
+    return db.bulk_get(leaf_pairs(changes))
