@@ -1,14 +1,11 @@
 """list_doc_types: the Document classes an app defines, as doc types."""
-import sys
-import types
 from io import StringIO
 
 import pytest
-from couchdbkit.ext.django.schema import Document
 from django.core.management import CommandError, call_command
 
-from corehq.apps.groups.models import Group
 from corehq.preindex.doctypes import defined_doc_types
+from tests.preindex import doctype_fixtures
 
 
 def list_doc_types(app_label):
@@ -24,8 +21,9 @@ def test_users_lists_concrete_classes_defined_in_the_app():
         'OrgRemovalRecord', 'UserRole', 'WebUser']
 
 
-def test_apps_without_document_classes_list_nothing():
+def test_other_apps():
     assert list_doc_types('domain') == 'Domain\n'
+    # couchapps has no models module at all
     assert list_doc_types('couchapps') == ''
 
 
@@ -34,15 +32,5 @@ def test_unknown_app_label():
         list_doc_types('nope')
 
 
-def test_imported_classes_belong_to_the_module_that_defines_them(monkeypatch):
-    module = types.ModuleType('tests.preindex.fake_models')
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    source = (
-        "class Team(Document):\n"
-        "    doc_type = 'SportsTeam'\n"
-        "    class Meta:\n"
-        "        app_label = 'fake'\n")
-    module.Group = Group
-    module.Document = Document
-    exec(source, module.__dict__)
-    assert defined_doc_types(module) == ['SportsTeam']
+def test_imported_classes_belong_to_the_module_that_defines_them():
+    assert defined_doc_types(doctype_fixtures) == ['SportsTeam']

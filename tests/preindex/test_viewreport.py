@@ -92,13 +92,15 @@ def test_a_doc_type_no_document_class_defines_counts_as_staying(tmp_path):
     report = report_for(Migrator('groups_only', None, 'users', ['Group']),
                         extra_registrations=[('legacy', design_dir, None)])
     [mixed] = report.mixed_views
-    assert (mixed.view.name, mixed.migrating, mixed.staying) == ('legacy/groups_and_teams', ['Group'], ['OldTeam'])
+    assert mixed.view.name == 'legacy/groups_and_teams'
+    assert (mixed.migrating, mixed.staying) == (['Group'], ['OldTeam'])
 
 
 def test_doc_types_without_a_view_on_the_target_after_the_flip_are_flagged(tmp_path):
     # the only view mentioning OrgRemovalRecord belongs to an app that stays on the main db
     design_dir = write_view(tmp_path, 'left', 'org_removals',
-                            "function (doc) { if (doc.doc_type === 'OrgRemovalRecord') { emit(doc.org, null); } }")
+                            "function (doc) { if (doc.doc_type === 'OrgRemovalRecord') "
+                            "{ emit(doc.org, null); } }")
     migrator = Migrator('partial', None, 'users', ['Group', 'DeleteGroupRecord', 'OrgRemovalRecord'])
     report = report_for(migrator, extra_registrations=[('left', design_dir, None)])
     assert view_names(report.views_by_doc_type['OrgRemovalRecord']) == ['left/org_removals']
@@ -108,8 +110,8 @@ def test_doc_types_without_a_view_on_the_target_after_the_flip_are_flagged(tmp_p
 
 
 def test_after_the_flip_nothing_moves_again():
-    flipped = CouchSettingsHelper(
-        'http://couch.invalid/cchq', ['couchapps', 'domain', ('groups', 'users'), ('users', 'users')], ['users'])
+    flipped = CouchSettingsHelper('http://couch.invalid/cchq',
+                                  ['couchapps', 'domain', ('groups', 'users'), ('users', 'users')], ['users'])
     report = report_for(get_migrator_by_slug(USERS_MIGRATION), helper=flipped)
     assert report.flipping_apps == []
     [by_domain, by_username] = report.views_by_doc_type['CommCareUser']
@@ -129,7 +131,8 @@ def test_the_databases_today_are_where_sync_couch_views_puts_the_views(couch_set
         for view in views:
             ddoc = db.get(view.doc_id) or {'views': {}}
             on_server = view.name.split('/')[1] in ddoc['views']
-            assert on_server == (couch_settings.full_db_name(short_name) in view.today), (view.name, short_name)
+            expected = couch_settings.full_db_name(short_name) in view.today
+            assert on_server == expected, (view.name, short_name)
 
 
 def run(*args):

@@ -1,6 +1,7 @@
 function (doc) {
-    // Test-only: a view over a migrating (CommCareUser) and a staying (Domain) doc type.
-    if (doc.doc_type === 'CommCareUser' || doc.doc_type === "Domain") {
+    // Test-only: a view over a migrating and a staying doc type. Written with
+    // indexOf so that only the known Document class tells 'Domain' is a doc type.
+    if (['CommCareUser', "Domain"].indexOf(doc.doc_type) !== -1) {
         emit(doc.domain || doc.name, null);
     }
 }
