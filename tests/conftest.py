@@ -84,3 +84,13 @@ def subprocess_env(couch_server, db_prefix, tmp_path):
     })
     env.pop('USERS_GROUPS_DB', None)
     return env
+
+
+@pytest.fixture
+def migration_dbs(couch_settings, source_db, target_db, tmp_path, monkeypatch, db):
+    """users_migration's source and target, fresh, with design docs synced, the
+    dump file going to a temporary folder and a fresh state database."""
+    from django.core.management import call_command
+    call_command('sync_couch_views', verbosity=0)
+    monkeypatch.chdir(tmp_path)
+    return source_db, target_db

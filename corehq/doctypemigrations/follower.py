@@ -184,13 +184,31 @@ def apply_changes(source, target, selection, changes):
                and not in_target[c.id][1]]
     docs, _missing = fetch_leaves(source, wanted + tombstones)
     errors = write_docs(target, docs)
+    for doc_id, live_revs in _stemmed(docs).items():
+        errors.extend(delete_live_leaves(target, doc_id, keep=live_revs))
     for change in retyped:
         errors.extend(delete_live_leaves(target, change.id))
     if errors:
         raise ContinuousWriteFailed(errors)
 
 
-def delete_live_leaves(db, doc_id):
-    """Delete every live leaf of a doc, so no conflict resurfaces as its winner."""
+def _stemmed(docs):
+    """{doc id: its live leaf revs} for docs whose history the source cut short.
+
+    Past revs_limit edits the history no longer reaches what the target holds,
+    so the copy lands as a new branch and the target's old leaf would turn
+    into a conflict the source does not have.
+    """
+    stemmed = {doc['_id'] for doc in docs
+               if len(doc['_revisions']['ids']) < doc['_revisions']['start']}
+    live = {}
+    for doc in docs:
+        if doc['_id'] in stemmed and not doc.get('_deleted'):
+            live.setdefault(doc['_id'], set()).add(doc['_rev'])
+    return {doc_id: live.get(doc_id, set()) for doc_id in stemmed}
+
+
+def delete_live_leaves(db, doc_id, keep=()):
+    """Delete every live leaf of a doc but ``keep``, so no other leaf resurfaces as its winner."""
     live = [item['ok'] for item in db.open_revs(doc_id) if 'ok' in item and not item['ok'].get('_deleted')]
-    return delete_revs(db, [(doc_id, doc['_rev']) for doc in live])
+    return delete_revs(db, [(doc_id, doc['_rev']) for doc in live if doc['_rev'] not in keep])

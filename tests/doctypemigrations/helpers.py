@@ -1,0 +1,80 @@
+"""Building and inspecting real revision trees for the migration tests."""
+import base64
+import uuid
+from io import StringIO
+
+from django.core.management import call_command
+
+from corehq.doctypemigrations.couch import CouchNotFound
+
+
+def rev(generation, seed=None):
+    return f"{generation}-{(seed or uuid.uuid4().hex)[:32]}"
+
+
+def put_history(db, doc_id, revs, body, deleted=False):
+    """Write one branch with a given history (newest first), as a replicator would."""
+    doc = dict(body, _id=doc_id, _rev=revs[0],
+               _revisions={'start': int(revs[0].split('-')[0]), 'ids': [r.split('-', 1)[1] for r in revs]})
+    if deleted:
+        doc['_deleted'] = True
+    assert db.bulk_docs([doc], new_edits=False) == []
+    return revs[0]
+
+
+def make_conflicted(db, doc_id, body, loser_body=None):
+    """A doc with two live leaves (and a common ancestor); returns (winner, loser) revs."""
+    root = rev(1, 'a' * 32)
+    left = put_history(db, doc_id, [rev(2, 'f' * 32), root], body)
+    right = put_history(db, doc_id, [rev(2, '0' * 32), root], loser_body or body)
+    return left, right
+
+
+def attachment(data):
+    return {'content_type': 'application/octet-stream', 'data': base64.b64encode(data).decode()}
+
+
+def revision_tree(db, doc_id):
+    """(winning rev, winner deleted?, {leaf rev: deleted?}, {leaf rev: body}) or None."""
+    try:
+        leaves = db.open_revs(doc_id)
+    except CouchNotFound:
+        return None
+    found = [item['ok'] for item in leaves if 'ok' in item]
+    if not found:
+        return None
+    info = db.all_docs(keys=[doc_id])[0]
+    winner_rev = info['value']['rev']
+    return {
+        'winner': winner_rev,
+        'deleted': bool(info['value'].get('deleted')),
+        'leaves': {doc['_rev']: bool(doc.get('_deleted')) for doc in found},
+        'bodies': {doc['_rev']: _body(doc) for doc in found},
+        'history': {doc['_rev']: doc['_revisions'] for doc in found},
+    }
+
+
+def visible(tree):
+    """What CouchDB shows of a doc: its winner, deleted state and live conflicts
+    (deleted losing leaves are not conflicts)."""
+    if tree is None:
+        return None
+    live = {r for r, deleted in tree['leaves'].items() if not deleted or r == tree['winner']}
+    return {'winner': tree['winner'], 'deleted': tree['deleted'],
+            'bodies': {r: tree['bodies'][r] for r in live},
+            'history': {r: tree['history'][r] for r in live}}
+
+
+def _body(doc):
+    return {k: v for k, v in doc.items() if k not in ('_revisions',)}
+
+
+def trees(db, doc_ids):
+    return {doc_id: revision_tree(db, doc_id) for doc_id in doc_ids}
+
+
+def run(*args, **kwargs):
+    """call_command run_doctype_migration; returns stdout."""
+    out = StringIO()
+    call_command('run_doctype_migration', *args, stdout=out, stderr=StringIO(), **kwargs)
+    return out.getvalue()

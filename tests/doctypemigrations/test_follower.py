@@ -1,0 +1,181 @@
+import threading
+import time
+
+import pytest
+from django.core.management.base import CommandError
+
+from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations.follower import ChangesFollower, FollowSettings, FollowerEvents
+from corehq.doctypemigrations.migrator_instances import users_migration
+from corehq.doctypemigrations.selection import DocTypeSelection
+from tests.doctypemigrations.data import seed
+from tests.doctypemigrations.helpers import make_conflicted, run, trees, visible
+
+FAST = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=2.0, heartbeat_ms=500,
+                      retry_delays=(0.2, 0.5), max_failures=20)
+
+
+def follower(source, target, events=None, settings=FAST):
+    state = checkpoints.get_state(users_migration)
+    return ChangesFollower(source, target, DocTypeSelection(users_migration.all_doc_types), state,
+                           settings=settings, events=events)
+
+
+def catch_up(source, target):
+    follower(source, target).run(until_caught_up=True)
+
+
+def all_ids(db):
+    return [row['id'] for row in db.all_docs() if not row['id'].startswith('_design/')]
+
+
+def test_continuous_refuses_before_initial(migration_dbs):
+    with pytest.raises(CommandError, match='run --initial first'):
+        run('user_db_migration', '--continuous')
+
+
+def test_changes_after_initial_are_copied_and_deletions_mirrored(migration_dbs):
+    source, target = migration_dbs
+    migrating, staying = seed(source)
+    run('user_db_migration', '--initial')
+    # updates, new docs, a new conflict, a deletion, a deleted leaf
+    m0 = source.get('m0')
+    source.put(dict(m0, username='renamed'))
+    source.put({'_id': 'new-user', 'doc_type': 'WebUser'})
+    make_conflicted(source, 'new-conflict', {'doc_type': 'UserRole'}, {'doc_type': 'UserRole', 'x': 1})
+    m1 = source.get('m1')
+    source.bulk_docs([{'_id': 'm1', '_rev': m1['_rev'], '_deleted': True}])
+    source.put({'_id': 'new-domain', 'doc_type': 'Domain'})
+    output = run('user_db_migration', '--continuous', '--until-caught-up')
+    assert 'All caught up!' in output and 'saved seq' in output
+    ids = migrating + ['new-user', 'new-conflict']
+    assert trees(target, ids) == trees(source, ids)
+    assert target.get('m0')['username'] == 'renamed'
+    assert target.get('m1') is None and trees(target, ['m1'])['m1']['deleted']
+    assert target.get('new-domain') is None
+
+
+def test_doc_type_change_out_of_the_migration_deletes_the_target_copy(migration_dbs):
+    source, target = migration_dbs
+    source.bulk_docs([{'_id': 'u1', 'doc_type': 'CommCareUser'}, {'_id': 'u2', 'doc_type': 'WebUser'}])
+    run('user_db_migration', '--initial')
+    u1 = source.get('u1')
+    source.put(dict(u1, doc_type='SomethingElse'))
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    assert target.get('u1') is None
+    assert target.get('u2') is not None
+    # and back in: the source's revision wins over the target's own tombstone
+    u1 = source.get('u1')
+    source.put(dict(u1, doc_type='CommCareUser'))
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    assert target.get('u1')['_rev'] == source.get('u1')['_rev']
+
+
+def test_deletion_of_a_doc_never_migrated_is_not_copied(migration_dbs):
+    source, target = migration_dbs
+    source.put({'_id': 'x', 'doc_type': 'Domain'})
+    run('user_db_migration', '--initial')
+    x = source.get('x')
+    source.bulk_docs([{'_id': 'x', '_rev': x['_rev'], '_deleted': True}])
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    assert trees(target, ['x']) == {'x': None}
+
+
+def test_checkpoint_advances_and_a_rerun_resumes_from_it(migration_dbs):
+    source, target = migration_dbs
+    run('user_db_migration', '--initial')
+    state = checkpoints.get_state(users_migration)
+    first = checkpoints.latest_checkpoint(state)
+    source.put({'_id': 'a', 'doc_type': 'Group'})
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    second = checkpoints.latest_checkpoint(state)
+    assert second != first and second == source.update_seq()
+    output = run('user_db_migration', '--continuous', '--until-caught-up')
+    assert 'saved seq' not in output  # nothing new to read
+
+
+def test_erase_continuous_progress_resets_to_the_original_seq(migration_dbs):
+    source, target = migration_dbs
+    source.put({'_id': 'a', 'doc_type': 'Group'})
+    run('user_db_migration', '--initial')
+    state = checkpoints.get_state(users_migration)
+    source.put({'_id': 'b', 'doc_type': 'Group'})
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    run('user_db_migration', '--erase-continuous-progress')
+    assert checkpoints.latest_checkpoint(state) == checkpoints.original_seq(state)
+    output = run('user_db_migration', '--continuous', '--until-caught-up')
+    assert 'Read 1 changes' in output
+
+
+def test_commits_in_batches_of_the_batch_size(migration_dbs):
+    source, target = migration_dbs
+    run('user_db_migration', '--initial')
+    source.bulk_docs([{'_id': f"n{i}", 'doc_type': 'WebUser'} for i in range(250)])
+    committed = []
+
+    class Events(FollowerEvents):
+        def committed(self, changes_read, seq):
+            committed.append(changes_read)
+
+    follower(source, target, Events()).run(until_caught_up=True)
+    assert committed == [100, 100, 50]
+
+
+def test_live_writers_during_initial_and_continuous_end_equal(migration_dbs):
+    source, target = migration_dbs
+    seed(source, n=200)
+    stop = threading.Event()
+    written = set()
+
+    def writer(prefix):
+        i = 0
+        while not stop.is_set() and i < 400:
+            doc_id = f"{prefix}{i % 40}"
+            current = source.get(doc_id)
+            if current is None:
+                source.put({'_id': doc_id, 'doc_type': 'CommCareUser', 'n': i})
+            elif i % 7 == 0:
+                source.bulk_docs([{'_id': doc_id, '_rev': current['_rev'], '_deleted': True}])
+            elif i % 11 == 0:
+                source.put(dict(current, doc_type='NotMigrating'))
+            else:
+                source.put(dict(current, n=i, doc_type='CommCareUser'))
+            written.add(doc_id)
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ('w', 'v')]
+    for t in threads:
+        t.start()
+    run('user_db_migration', '--initial')
+    catcher = follower(source, target)
+    deadline = time.monotonic() + 60
+    catcher.run(stop=lambda: not any(t.is_alive() for t in threads) or time.monotonic() > deadline)
+    stop.set()
+    for t in threads:
+        t.join()
+    catch_up(source, target)
+    ids = sorted(set(all_ids(source)) | written)
+    source_trees, target_trees = trees(source, ids), trees(target, ids)
+    for doc_id in ids:
+        src, tgt = source_trees[doc_id], target_trees[doc_id]
+        live_migrating = src and not src['deleted'] and source.get(doc_id)['doc_type'] in users_migration.all_doc_types
+        if live_migrating:
+            # A doc that left the migration and came back keeps the target's own
+            # tombstone as a deleted leaf: winner, conflicts and deleted state match.
+            assert visible(tgt) == visible(src), doc_id
+        elif tgt is not None:
+            assert tgt['deleted'], doc_id  # gone from the target too
+
+
+def test_a_thousand_changes_to_one_doc(migration_dbs):
+    source, target = migration_dbs
+    source.put({'_id': 'busy', 'doc_type': 'CommCareUser', 'n': 0})
+    run('user_db_migration', '--initial')
+    for n in range(1, 1001):
+        doc = source.get('busy')
+        source.put(dict(doc, n=n))
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    assert target.get('busy')['n'] == 1000
+    # past revs_limit the copy is a new branch: the old leaf must not stay live
+    assert visible(trees(target, ['busy'])['busy']) == visible(trees(source, ['busy'])['busy'])
+    assert target.get('busy', conflicts='true').get('_conflicts') is None

@@ -1,0 +1,74 @@
+import os
+import stat
+
+import pytest
+from django.core.management.base import CommandError
+
+from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations.migrator_instances import users_migration
+from tests.doctypemigrations.data import seed
+from tests.doctypemigrations.helpers import run, trees
+
+
+def test_initial_copies_revision_trees_exactly(migration_dbs):
+    source, target = migration_dbs
+    migrating, staying = seed(source)
+    output = run('user_db_migration', '--initial')
+    assert 'Initial migration complete' in output
+    assert trees(target, migrating) == trees(source, migrating)
+    conflicted = trees(target, ['conflicted'])['conflicted']
+    assert len(conflicted['leaves']) == 2 and not conflicted['deleted']
+    assert list(trees(target, ['deleted-leaf'])['deleted-leaf']['leaves'].values()).count(True) == 1
+
+
+def test_attachments_arrive_byte_for_byte(migration_dbs):
+    source, target = migration_dbs
+    seed(source)
+    run('user_db_migration', '--initial')
+    original = source.request('GET', 'with-attachment/photo.bin').content
+    copied = target.request('GET', 'with-attachment/photo.bin').content
+    assert copied == original == bytes(range(256)) * 4
+
+
+def test_non_migrating_and_design_docs_stay_behind(migration_dbs):
+    source, target = migration_dbs
+    _, staying = seed(source)
+    target_ddocs = {r['id']: r['value']['rev'] for r in target.all_docs(startkey='_design/', endkey='_design0')}
+    run('user_db_migration', '--initial')
+    assert all(tree is None for tree in trees(target, staying).values())
+    after = {r['id']: r['value']['rev'] for r in target.all_docs(startkey='_design/', endkey='_design0')}
+    assert after == target_ddocs
+
+
+def test_initial_records_the_seq_before_the_dump_and_refuses_a_second_run(migration_dbs):
+    source, target = migration_dbs
+    seed(source)
+    seq_before = source.update_seq()
+    run('user_db_migration', '--initial')
+    state = checkpoints.get_state(users_migration)
+    assert checkpoints.original_seq(state) == seq_before
+    assert checkpoints.latest_checkpoint(state) == seq_before
+    with pytest.raises(CommandError, match='already complete.*--continuous'):
+        run('user_db_migration', '--initial')
+
+
+def test_dump_file_is_private_and_names_the_migration(migration_dbs):
+    source, _ = migration_dbs
+    seed(source)
+    run('user_db_migration', '--initial')
+    mode = stat.S_IMODE(os.stat('user_db_migration.log').st_mode)
+    assert mode == 0o600
+    with open('user_db_migration.log') as f:
+        header = f.readline()
+    assert '"slug":"user_db_migration"' in header and source.name in header
+
+
+def test_a_doc_refused_by_the_target_is_reported_and_initial_stays_incomplete(migration_dbs):
+    source, target = migration_dbs
+    seed(source)
+    target.put({'_id': '_design/refuse', 'validate_doc_update':
+                "function (doc) { if (doc._id === 'm3') { throw({forbidden: 'no m3 here'}); } }"})
+    with pytest.raises(CommandError, match=r'(?s)refused.*m3.*no m3 here'):
+        run('user_db_migration', '--initial')
+    assert not checkpoints.initial_complete(checkpoints.get_state(users_migration))
+    assert target.get('m4') is not None
