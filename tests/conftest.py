@@ -13,6 +13,13 @@ from corehq.embedded_couch.server import EmbeddedCouch, free_port
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    # The test database is built by running every migration, the blocking one
+    # included; tests of that migration turn this off again.
+    from django.conf import settings
+    settings.UNIT_TESTING = True
+
+
 @pytest.fixture(scope='session')
 def couch_server(tmp_path_factory):
     """The project's own pouchdb-server on a free loopback port, stopped at the end."""

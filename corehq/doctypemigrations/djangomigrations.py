@@ -29,6 +29,7 @@ The doc type migration {slug!r} has not finished its initial phase, and the code
 you are deploying reads its doc types from the new database.
 
 On a developer machine, run:
+    ./manage.py migrate doctypemigrations 0001   # the tables that record progress
     ./manage.py sync_couch_views
     ./manage.py run_doctype_migration {slug} --initial
     ./manage.py migrate

@@ -1,11 +1,14 @@
 """Building and inspecting real revision trees for the migration tests."""
 import base64
+import subprocess
+import sys
 import uuid
 from io import StringIO
 
 from django.core.management import call_command
 
 from corehq.doctypemigrations.couch import CouchNotFound
+from tests.conftest import PROJECT_DIR
 
 
 def rev(generation, seed=None):
@@ -71,6 +74,12 @@ def _body(doc):
 
 def trees(db, doc_ids):
     return {doc_id: revision_tree(db, doc_id) for doc_id in doc_ids}
+
+
+def manage_py(env, *args, cwd, **kwargs):
+    """./manage.py in a process of its own (for env-driven settings and real kills)."""
+    return subprocess.run([sys.executable, str(PROJECT_DIR / 'manage.py'), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, **kwargs)
 
 
 def run(*args, **kwargs):

@@ -15,7 +15,8 @@ PHASES = ('stats', 'initial', 'continuous', 'cleanup', 'erase_continuous_progres
 
 # Failures that are the operator's to fix: each becomes a one-line CommandError.
 EXPECTED_ERRORS = (CouchError, checkpoints.StateError, dumpfile.DumpFileError, ImproperlyConfigured,
-                   initial.InitialAlreadyComplete, follower.NotReadyToFollow, cleanup.CleanupRefused)
+                   initial.InitialAlreadyComplete, follower.NotReadyToFollow, cleanup.CleanupRefused,
+                   stats.StatsViewMissing)
 
 
 def usage_error():

@@ -1,0 +1,127 @@
+import signal
+import subprocess
+import sys
+
+import pytest
+from django.core.management.base import CommandError
+
+from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations.cleanup import CleanupRefused, check_not_following
+from corehq.doctypemigrations.migrator_instances import users_migration
+from tests.doctypemigrations.data import seed
+from tests.conftest import PROJECT_DIR
+from tests.doctypemigrations.helpers import make_conflicted, manage_py, run
+
+
+def live_ids(db):
+    return {row['id'] for row in db.all_docs() if not row['id'].startswith('_design/')}
+
+
+def migrated_and_flipped(source):
+    migrating, staying = seed(source)
+    run('user_db_migration', '--initial')
+    return migrating, staying
+
+
+def test_cleanup_refuses_before_initial(migration_dbs):
+    with pytest.raises(CommandError, match='no completed initial'):
+        run('user_db_migration', '--cleanup', '--noinput')
+
+
+def test_cleanup_without_a_terminal_or_noinput_stops(migration_dbs, monkeypatch):
+    source, _ = migration_dbs
+    migrated_and_flipped(source)
+    monkeypatch.setattr('sys.stdin.isatty', lambda: False)
+    with pytest.raises(CommandError, match='--noinput'):
+        run('user_db_migration', '--cleanup', '--canary-wait', '0')
+    assert source.get('m0') is not None
+
+
+def test_cleanup_deletes_every_migrated_doc_and_leaves_the_rest(migration_dbs):
+    source, target = migration_dbs
+    migrating, staying = migrated_and_flipped(source)
+    output = run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
+    assert 'Cleanup complete' in output
+    assert live_ids(source) == set(staying)
+    # every leaf went, so no conflict resurfaces
+    assert source.get('conflicted') is None
+    assert live_ids(target) >= set(migrating)
+    assert checkpoints.get_state(users_migration).cleanup_complete
+    stats = run('user_db_migration', '--stats')
+    counts = {line.split()[0]: line.split()[1:] for line in stats.splitlines()[4:]}
+    assert counts['CommCareUser'][0] == '0' and int(counts['CommCareUser'][1]) > 0
+
+
+def test_cleanup_leaves_docs_whose_target_rev_differs(migration_dbs):
+    source, target = migration_dbs
+    migrated_and_flipped(source)
+    m2 = source.get('m2')
+    source.put(dict(m2, changed=True))  # never copied: no --continuous ran
+    with pytest.raises(CommandError, match='not complete'):
+        run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
+    assert source.get('m2')['changed'] is True
+    assert source.get('m3') is None
+    assert not checkpoints.get_state(users_migration).cleanup_complete
+
+
+def test_dry_run_deletes_nothing(migration_dbs):
+    source, _ = migration_dbs
+    migrating, _ = migrated_and_flipped(source)
+    output = run('user_db_migration', '--cleanup', '--dry-run')
+    assert f"Would delete {len(migrating)} docs" in output
+    assert all(source.get(doc_id) is not None for doc_id in migrating)
+
+
+def test_continuous_refuses_after_cleanup(migration_dbs):
+    source, _ = migration_dbs
+    migrated_and_flipped(source)
+    run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
+    with pytest.raises(CommandError, match='mirror those deletions'):
+        run('user_db_migration', '--continuous', '--until-caught-up')
+
+
+def test_cleanup_refuses_while_a_heartbeat_is_fresh(migration_dbs):
+    source, _ = migration_dbs
+    migrated_and_flipped(source)
+    checkpoints.beat(checkpoints.get_state(users_migration))
+    with pytest.raises(CommandError, match='heartbeat is fresh'):
+        run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
+    assert source.get('m0') is not None
+
+
+def test_the_canary_sees_a_follower_this_state_db_does_not_know(migration_dbs, subprocess_env, tmp_path):
+    source, target = migration_dbs
+    migrated_and_flipped(source)
+    state = checkpoints.get_state(users_migration)
+    # another machine's --continuous, with a state database of its own
+    subprocess_env['UNIT_TESTING'] = '1'
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    assert manage_py(subprocess_env, 'migrate', cwd=elsewhere).returncode == 0
+    assert manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial',
+                     cwd=elsewhere).returncode == 0
+    other = subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration',
+                              'user_db_migration', '--continuous'], cwd=elsewhere, env=subprocess_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert 'All caught up' in other.stdout.readline()
+        with pytest.raises(CleanupRefused, match='canary'):
+            check_not_following(state, source, target, 'CommCareUser', canary_wait=10)
+    finally:
+        other.send_signal(signal.SIGINT)
+        other.wait(timeout=30)
+    check_not_following(state, source, target, 'CommCareUser', canary_wait=1)
+
+
+def test_delete_doc_conflicts_keeps_winners(migration_dbs):
+    from io import StringIO
+    from django.core.management import call_command
+    source, _ = migration_dbs
+    winner, loser = make_conflicted(source, 'c1', {'doc_type': 'Group'}, {'doc_type': 'Group', 'old': 1})
+    make_conflicted(source, 'c2', {'doc_type': 'Domain'})
+    out = StringIO()
+    call_command('delete_doc_conflicts', stdout=out)
+    assert 'deleted 1 losing revisions of 1 conflicted docs' in out.getvalue()
+    doc = source.get('c1', conflicts='true')
+    assert doc['_rev'] == winner and '_conflicts' not in doc
+    assert '_conflicts' in source.get('c2', conflicts='true')
