@@ -101,3 +101,12 @@ def migration_dbs(couch_settings, source_db, target_db, tmp_path, monkeypatch, d
     call_command('sync_couch_views', verbosity=0)
     monkeypatch.chdir(tmp_path)
     return source_db, target_db
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A pouchdb-server of the test's own, to stop and restart at will."""
+    server = EmbeddedCouch(PROJECT_DIR, tmp_path / 'own-couch', free_port())
+    server.start()
+    yield server
+    server.stop()

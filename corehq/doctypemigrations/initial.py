@@ -14,7 +14,7 @@ from corehq.doctypemigrations.progress import no_progress
 from corehq.doctypemigrations.selection import DocTypeSelection, fetch_leaves, scan_changes
 
 InitialSettings = namedtuple('InitialSettings', 'page_size batch_bytes batch_docs')
-DEFAULT_SETTINGS = InitialSettings(page_size=1000, batch_bytes=4 * 1024 * 1024, batch_docs=2000)
+DEFAULT_SETTINGS = InitialSettings(page_size=1000, batch_bytes=4 * 1024 * 1024, batch_docs=1000)
 
 InitialResult = namedtuple('InitialResult', 'docs_dumped docs_loaded original_seq missing_revs')
 

@@ -52,6 +52,8 @@ class Command(BaseCommand):
         parser.add_argument('--canary-wait', type=float, default=10.0,
                             help="With --cleanup: seconds to watch for a running --continuous.")
         parser.add_argument('--dump-file', help="Where --initial dumps (default ./<slug>.log).")
+        parser.add_argument('--page-size', type=int, default=initial.DEFAULT_SETTINGS.page_size,
+                            help="Docs per read and per write (lower it for rate-limited clusters).")
 
     def handle(self, slug=None, **options):
         migrator = get_migrator_by_slug(slug) if slug else None
@@ -102,7 +104,10 @@ class Command(BaseCommand):
         dump_path = options['dump_file'] or f"{migrator.slug}.log"
         self.say(f"Dumping {source.display_url} to {dump_path}, then loading into {target.display_url}")
         try:
-            result = initial.run_initial(migrator, source, target, dump_path, progress=self._progress())
+            tuning = initial.DEFAULT_SETTINGS._replace(page_size=options['page_size'],
+                                                       batch_docs=options['page_size'])
+            result = initial.run_initial(migrator, source, target, dump_path, settings=tuning,
+                                         progress=self._progress())
         except initial.LoadFailed as e:
             raise CommandError(f"{e}; the initial phase is not complete:\n{describe_errors(e.errors)}")
         if result.missing_revs:

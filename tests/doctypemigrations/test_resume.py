@@ -1,0 +1,229 @@
+"""Killed at any point, a rerun ends with the same target."""
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.core.management import call_command
+
+from corehq.couchsettings import CouchSettingsHelper
+from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations.couch import CouchDB, CouchUnreachable
+from corehq.doctypemigrations.initial import InitialSettings, run_initial
+from corehq.doctypemigrations.migrator_instances import users_migration
+from tests.conftest import PROJECT_DIR, bind_couchdbkit
+from tests.doctypemigrations.data import seed
+from tests.doctypemigrations.helpers import manage_py, run, trees, visible
+from tests.doctypemigrations.test_follower import FAST, follower
+
+SMALL_PAGES = InitialSettings(page_size=10, batch_bytes=4096, batch_docs=10)
+
+
+class Killed(Exception):
+    pass
+
+
+def dying_progress(after, phase=None):
+    """A progress factory that 'kills' the run after ``after`` recorded steps
+    (of the bar named ``phase``, or of any)."""
+    steps = {'n': 0}
+
+    class Bar:
+        def __init__(self, desc):
+            self.desc = desc
+
+        def update(self, n=1):
+            if phase in (None, self.desc):
+                steps['n'] += 1
+            if steps['n'] >= after:
+                raise Killed()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    return lambda desc, *args, **kwargs: Bar(desc)
+
+
+def bulk_seed(db, n):
+    db.bulk_docs([{'_id': f"u{i:05}", 'doc_type': 'CommCareUser' if i % 3 else 'Domain', 'n': i}
+                  for i in range(n)])
+
+
+@pytest.mark.parametrize('kill_after, phase', [(1, 'Dumping'), (5, 'Dumping'), (1, 'Loading'), (4, 'Loading')])
+def test_interrupted_initial_resumes_to_the_same_target(migration_dbs, kill_after, phase):
+    source, target = migration_dbs
+    migrating, _ = seed(source, n=40)
+    with pytest.raises(Killed):
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, dying_progress(kill_after, phase))
+    state = checkpoints.get_state(users_migration)
+    assert not checkpoints.initial_complete(state)
+    if phase == 'Dumping':
+        with open('dump.log', 'ab') as f:
+            f.write(b'{"_id": "half-writ')  # what a kill between write and record leaves
+    run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
+    assert trees(target, migrating) == trees(source, migrating)
+
+
+def test_a_truncated_dump_file_is_a_clear_error_and_a_new_dump_recovers(migration_dbs):
+    source, target = migration_dbs
+    migrating, _ = seed(source, n=40)
+    with pytest.raises(Killed):
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, dying_progress(2, 'Loading'))
+    state = checkpoints.get_state(users_migration)
+    assert state.dump_complete
+    with open('dump.log', 'r+b') as f:
+        f.truncate(state.dump_offset - 25)
+    from corehq.doctypemigrations.dumpfile import CorruptDumpFile
+    with pytest.raises(CorruptDumpFile, match='damaged at byte'):
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
+    import os
+    os.rename('dump.log', 'dump.log.bad')
+    run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
+    assert trees(target, migrating) == trees(source, migrating)
+
+
+def test_a_dump_file_of_another_migration_is_refused(migration_dbs):
+    source, target = migration_dbs
+    seed(source, n=10)
+    with pytest.raises(Killed):
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, dying_progress(1))
+    with open('dump.log', 'rb') as f:
+        lines = f.read().split(b'\n', 1)
+    with open('dump.log', 'wb') as f:
+        f.write(lines[0].replace(b'"slug":"user_db_migration"', b'"slug":"other"') + b'\n' + lines[1])
+    from django.core.management.base import CommandError
+    with pytest.raises(CommandError, match='written for another migration'):
+        run('user_db_migration', '--initial', '--dump-file', 'dump.log')
+
+
+def wait_for(condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('phase', ['dump', 'load'])
+def test_sigkill_during_initial_then_rerun(migration_dbs, subprocess_env, tmp_path, phase):
+    source, target = migration_dbs
+    bulk_seed(source, 3000)
+    subprocess_env['UNIT_TESTING'] = '1'
+    assert manage_py(subprocess_env, 'migrate', cwd=tmp_path).returncode == 0
+    args = [sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration', 'user_db_migration',
+            '--initial', '--page-size', '20']
+    proc = subprocess.Popen(args, cwd=tmp_path, env=subprocess_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    dump = tmp_path / 'user_db_migration.log'
+    if phase == 'dump':
+        wait_for(lambda: dump.exists() and dump.stat().st_size > 20000)
+    else:
+        wait_for(lambda: target.info()['doc_count'] > 100)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.info()['doc_count'] < 2000  # really killed midway
+    rerun = manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial', cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    ids = [f"u{i:05}" for i in range(3000) if i % 3]
+    assert trees(target, ids) == trees(source, ids)
+
+
+@pytest.mark.slow
+def test_sigkill_during_continuous_then_rerun(migration_dbs, subprocess_env, tmp_path):
+    source, target = migration_dbs
+    subprocess_env['UNIT_TESTING'] = '1'
+    assert manage_py(subprocess_env, 'migrate', cwd=tmp_path).returncode == 0
+    assert manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial',
+                     cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration',
+                             'user_db_migration', '--continuous'], cwd=tmp_path, env=subprocess_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for i in range(60):
+        source.bulk_docs([{'_id': f"c{i}-{j}", 'doc_type': 'WebUser'} for j in range(20)])
+        if i == 30:
+            wait_for(lambda: target.info()['doc_count'] > 50)
+            proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--continuous',
+                        '--until-caught-up', cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    ids = [f"c{i}-{j}" for i in range(60) for j in range(20)]
+    assert trees(target, ids) == trees(source, ids)
+
+
+@pytest.fixture
+def own_dbs(own_server, settings, db, tmp_path, monkeypatch):
+    """users_migration's databases on a server the test may stop and restart."""
+    helper = CouchSettingsHelper(f"{own_server.url}/commcarehq", settings.COUCHDB_APPS, ['users'])
+    settings.COUCH_SETTINGS_HELPER = helper
+    bind_couchdbkit(helper.get_couchdb_databases())
+    monkeypatch.chdir(tmp_path)
+    call_command('sync_couch_views', verbosity=0)
+    return CouchDB(helper.db_url(None)), CouchDB(helper.db_url('users'))
+
+
+def restart_later(server, delay, down_for):
+    def bounce():
+        time.sleep(delay)
+        server.stop()
+        time.sleep(down_for)
+        server.start()
+    thread = threading.Thread(target=bounce)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+def test_continuous_survives_the_server_going_away(own_server, own_dbs):
+    source, target = own_dbs
+    run('user_db_migration', '--initial')
+    source.bulk_docs([{'_id': f"before{i}", 'doc_type': 'Group'} for i in range(50)])
+    retries = []
+
+    class Events(FAST.__class__):
+        pass
+
+    from corehq.doctypemigrations.follower import FollowerEvents
+
+    class Recorder(FollowerEvents):
+        def retrying(self, error, delay):
+            retries.append(error)
+
+    bouncer = restart_later(own_server, delay=1.0, down_for=2.0)
+    runner = follower(source, target, Recorder())
+    runner.run(stop=lambda: not bouncer.is_alive() and _wrote_after(source))
+    bouncer.join()
+    runner.run(until_caught_up=True)
+    assert retries and all(isinstance(e, CouchUnreachable) for e in retries)
+    ids = [f"before{i}" for i in range(50)] + [f"after{i}" for i in range(50)]
+    assert trees(target, ids) == trees(source, ids)
+
+
+def _wrote_after(source):
+    if source.get('after0') is None:
+        source.bulk_docs([{'_id': f"after{i}", 'doc_type': 'Group'} for i in range(50)])
+    return True
+
+
+@pytest.mark.slow
+def test_initial_survives_the_server_going_away_by_rerunning(own_server, own_dbs):
+    source, target = own_dbs
+    bulk_seed(source, 3000)
+    bouncer = restart_later(own_server, delay=0.3, down_for=1.0)
+    try:
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20))
+        finished_early = True
+    except CouchUnreachable:
+        finished_early = False
+    bouncer.join()
+    if not finished_early:
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
+    ids = [f"u{i:05}" for i in range(3000) if i % 3]
+    assert visible(trees(target, ids[:1])[ids[0]]) is not None
+    assert trees(target, ids) == trees(source, ids)
+    assert not finished_early, 'the server bounce came too late to test anything'
