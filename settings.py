@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     'corehq.apps.domain',
     'corehq.apps.users',
     'corehq.apps.groups',
+    'corehq.demo',
 ]
 
 MIDDLEWARE = [

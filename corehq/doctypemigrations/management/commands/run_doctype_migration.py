@@ -1,22 +1,37 @@
+import signal
 import sys
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from corehq.doctypemigrations import checkpoints, cleanup, dumpfile, follower, initial, stats
+from corehq.doctypemigrations import checkpoints, cleanup, dumpfile, follower, initial, stats, verify
 from corehq.doctypemigrations.couch import CouchDB, CouchError
 from corehq.doctypemigrations.loader import describe_errors
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
 from corehq.doctypemigrations.progress import no_progress, terminal_progress
 from corehq.doctypemigrations.selection import DocTypeSelection
 
-PHASES = ('stats', 'initial', 'continuous', 'cleanup', 'erase_continuous_progress')
+PHASES = ('stats', 'initial', 'continuous', 'verify', 'cleanup', 'erase_continuous_progress')
 
 # Failures that are the operator's to fix: each becomes a one-line CommandError.
 EXPECTED_ERRORS = (CouchError, checkpoints.StateError, dumpfile.DumpFileError, ImproperlyConfigured,
                    initial.InitialAlreadyComplete, follower.NotReadyToFollow, cleanup.CleanupRefused,
                    stats.StatsViewMissing)
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """A supervisor's SIGTERM stops --continuous as cleanly as Ctrl-C does
+    (and a background job started by a script ignores SIGINT)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def usage_error():
@@ -39,6 +54,8 @@ class Command(BaseCommand):
                            help="Dump the docs to ./<slug>.log, then load them into the target.")
         phase.add_argument('--continuous', action='store_true',
                            help="Follow the source's changes from the last checkpoint.")
+        phase.add_argument('--verify', action='store_true',
+                           help="Compare every migrating doc's winner, conflicts and deleted state.")
         phase.add_argument('--cleanup', action='store_true',
                            help="Delete the migrated docs from the source (after the flip).")
         phase.add_argument('--erase-continuous-progress', action='store_true',
@@ -62,7 +79,7 @@ class Command(BaseCommand):
         phases = [name for name in PHASES if options[name]]
         if not phases:
             raise CommandError(f"Say what to do with {slug!r}: one of --stats, --initial, "
-                               f"--continuous, --cleanup, --erase-continuous-progress.")
+                               f"--continuous, --verify, --cleanup, --erase-continuous-progress.")
         self.verbosity = options['verbosity']
         try:
             migrator.validate(settings.COUCH_SETTINGS_HELPER)
@@ -122,11 +139,25 @@ class Command(BaseCommand):
         run = follower.ChangesFollower(source, target, DocTypeSelection(migrator.all_doc_types),
                                        state, events=events)
         try:
-            run.run(until_caught_up=options['until_caught_up'])
+            with sigterm_as_interrupt():
+                run.run(until_caught_up=options['until_caught_up'])
         except KeyboardInterrupt:
             self.say(f"Stopped; checkpoint saved at seq {checkpoints.latest_checkpoint(state)}")
         except follower.ContinuousWriteFailed as e:
             raise CommandError(f"{e}; the checkpoint was not moved past them:\n{describe_errors(e.errors)}")
+
+    def run_verify(self, migrator, source, target, options):
+        result = verify.verify(migrator, source, target)
+        counts = result.counts
+        self.stdout.write(", ".join(f"{counts[outcome]} {outcome}" for outcome in
+                                    (verify.EQUAL, verify.MISSING, verify.STALE, verify.EXTRA)))
+        if verify.is_clean(result):
+            self.say("Source and target agree on every migrating doc.", self.style.SUCCESS)
+            return
+        self.stdout.write("First differing docs:")
+        for doc_id, outcome in result.differing:
+            self.stdout.write(f"  {doc_id}: {outcome}")
+        raise CommandError("Source and target differ (a --continuous that is behind shows as stale).")
 
     def run_erase_continuous_progress(self, migrator, source, target, options):
         state = self._state(migrator)

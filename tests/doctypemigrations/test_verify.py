@@ -1,0 +1,55 @@
+import pytest
+from django.core.management.base import CommandError
+
+from tests.doctypemigrations.data import seed
+from tests.doctypemigrations.helpers import make_conflicted, run
+
+
+
+def test_verify_after_initial_finds_everything_equal(migration_dbs):
+    source, target = migration_dbs
+    migrating, _ = seed(source)
+    run('user_db_migration', '--initial')
+    output = run('user_db_migration', '--verify')
+    assert output.splitlines()[0] == f"{len(migrating)} equal, 0 missing in target, 0 stale, 0 extra"
+
+
+def test_verify_reports_each_kind_of_difference(migration_dbs, capsys):
+    source, target = migration_dbs
+    seed(source)
+    run('user_db_migration', '--initial')
+    source.put({'_id': 'late', 'doc_type': 'CommCareUser'})                      # missing
+    m0 = source.get('m0')
+    source.put(dict(m0, changed=1))                                              # stale
+    make_conflicted(target, 'm1', {'doc_type': 'CommCareUser'})                  # stale: a conflict
+    target.put({'_id': 'stray', 'doc_type': 'CommCareUser'})                     # extra
+    from io import StringIO
+    from django.core.management import call_command
+    out = StringIO()
+    with pytest.raises(CommandError, match='differ'):
+        call_command('run_doctype_migration', 'user_db_migration', '--verify', stdout=out)
+    text = out.getvalue()
+    assert '1 missing in target, 2 stale, 1 extra' in text
+    for line in ('  late: missing in target', '  m0: stale', '  m1: stale', '  stray: extra'):
+        assert line in text
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command('run_doctype_migration', 'user_db_migration', '--verify', stdout=out)
+    assert '0 missing in target, 1 stale, 1 extra' in out.getvalue()  # m1's target-only conflict stays
+
+
+def test_verify_sees_a_deletion_not_mirrored(migration_dbs):
+    from io import StringIO
+    from django.core.management import call_command
+    source, target = migration_dbs
+    source.put({'_id': 'u', 'doc_type': 'WebUser'})
+    run('user_db_migration', '--initial')
+    u = source.get('u')
+    source.bulk_docs([{'_id': 'u', '_rev': u['_rev'], '_deleted': True}])
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command('run_doctype_migration', 'user_db_migration', '--verify', stdout=out)
+    assert '  u: stale' in out.getvalue()
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    assert run('user_db_migration', '--verify').startswith('0 equal, 0 missing in target, 0 stale, 0 extra')
