@@ -13,6 +13,12 @@ from corehq.embedded_couch.server import EmbeddedCouch, free_port
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser):
+    parser.addoption('--couch-proxy', action='store_true',
+                     help="Reach CouchDB through a proxy that makes seqs opaque strings (as on "
+                          "CouchDB 3 clusters) and replays already-sent changes.")
+
+
 def pytest_configure(config):
     # The test database is built by running every migration, the blocking one
     # included; tests of that migration turn this off again.
@@ -29,6 +35,26 @@ def couch_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope='session')
+def couch_url(couch_server, request):
+    """Where the code under test reaches CouchDB: the server itself, or with
+    --couch-proxy a cluster-like proxy in front of it."""
+    if not request.config.getoption('--couch-proxy'):
+        yield couch_server.url
+        return
+    from tests.couchproxy import CouchProxy
+    proxy = CouchProxy(couch_server.url, opaque_seqs=True, replay_changes=True,
+                       replay_probability=0.5, replay_rows=2, replay_seed=7).start()
+    yield proxy.url
+    proxy.stop()
+
+
+@pytest.fixture(scope='session')
+def feed_replays(request):
+    """How many already-sent rows a _changes page may repeat (at-least-once delivery)."""
+    return 2 if request.config.getoption('--couch-proxy') else 0
+
+
 @pytest.fixture
 def db_prefix(couch_server):
     """A unique main-database name; every database named after it is deleted afterwards."""
@@ -40,11 +66,11 @@ def db_prefix(couch_server):
 
 
 @pytest.fixture
-def couch_settings(settings, couch_server, db_prefix):
+def couch_settings(settings, couch_url, db_prefix):
     """Point the project's couch settings (and couchdbkit) at this test's databases."""
-    main_url = f"{couch_server.url}/{db_prefix}"
+    main_url = f"{couch_url}/{db_prefix}"
     helper = CouchSettingsHelper(main_url, settings.COUCHDB_APPS, [settings.NEW_USERS_GROUPS_DB])
-    settings.COUCH_SERVER_URL = couch_server.url
+    settings.COUCH_SERVER_URL = couch_url
     settings.COUCH_DATABASE_NAME = db_prefix
     settings.COUCH_DATABASE = main_url
     settings.COUCH_SETTINGS_HELPER = helper
@@ -79,12 +105,12 @@ def target_db(couch_settings):
 
 
 @pytest.fixture
-def subprocess_env(couch_server, db_prefix, tmp_path):
+def subprocess_env(couch_url, db_prefix, tmp_path):
     """Environment for running ./manage.py against this test's databases and a
     state database file of its own."""
     env = dict(os.environ)
     env.update({
-        'COUCH_SERVER_URL': couch_server.url,
+        'COUCH_SERVER_URL': couch_url,
         'COUCH_DATABASE_NAME': db_prefix,
         'DATABASE_URL': f"sqlite:///{tmp_path / 'state.sqlite3'}",
         'PYTHONUNBUFFERED': '1',

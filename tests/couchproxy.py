@@ -583,6 +583,9 @@ def _body_chunks(response):
     while True:
         data = response.read1(READ_SIZE)
         if not data:
+            # read1 never closes a Content-Length response that it read to the
+            # end, and http.client refuses the next request until it is closed.
+            response.close()
             return
         yield data
 
@@ -680,6 +683,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # Head and body go out in separate writes: without this, Nagle's
+        # algorithm meets the peer's delayed ACK and every request waits ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.proxy = self.server.proxy
         self.proxy._track(self.connection)
         self.upstream = None
@@ -769,6 +775,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._close_upstream()
         self.upstream = self.proxy._connect()
         self.upstream.connect()
+        self.upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.upstream_sock = self.upstream.sock
         self.proxy._track(self.upstream_sock)
         return False

@@ -40,11 +40,26 @@ def write_raw(target, raw_docs):
 
 
 def delete_revs(db, id_revs):
-    """Delete the given leaves (normal edits); returns the per-doc errors."""
+    """Delete the given leaves (normal edits); returns the per-doc errors.
+
+    A conflict is no error when the leaf is gone anyway: that is what a
+    retried request looks like when its first attempt went through.
+    """
     deletions = [{'_id': doc_id, '_rev': rev, '_deleted': True} for doc_id, rev in id_revs]
     if not deletions:
         return []
-    return _doc_errors(db.bulk_docs(deletions))
+    errors = _doc_errors(db.bulk_docs(deletions))
+    conflicted = {e.id for e in errors if e.error == 'conflict'}
+    wanted_gone = set(id_revs)
+    still_live = [DocError(doc_id, rev, 'conflict', 'the revision is still live')
+                  for doc_id in conflicted for rev in _live_leaves(db, doc_id)
+                  if (doc_id, rev) in wanted_gone]
+    return [e for e in errors if e.error != 'conflict'] + still_live
+
+
+def _live_leaves(db, doc_id):
+    return [leaf['ok']['_rev'] for leaf in db.open_revs(doc_id)
+            if 'ok' in leaf and not leaf['ok'].get('_deleted')]
 
 
 def _doc_errors(rows):

@@ -1,6 +1,7 @@
 """Push design docs to their databases and build their indexes."""
 from collections import defaultdict
 
+from corehq.doctypemigrations.couch import CouchHTTPError
 from corehq.preindex.designdocs import design_doc_changed
 
 UPDATED, CREATED, UNCHANGED = 'updated', 'created', 'unchanged'
@@ -21,7 +22,12 @@ def push_design_doc(db, doc_id, ddoc):
     doc = dict(ddoc)
     if existing is not None:
         doc['_rev'] = existing['_rev']
-    db.put(doc)
+    try:
+        db.put(doc)
+    except CouchHTTPError as e:
+        # A conflict after a retried PUT whose first attempt went through is a success.
+        if e.status != 409 or design_doc_changed(db.get(doc_id), ddoc):
+            raise
     return CREATED if existing is None else UPDATED
 
 

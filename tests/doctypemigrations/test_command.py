@@ -27,7 +27,7 @@ def test_no_arguments_or_an_unknown_slug_give_the_guide_text(args):
 
 
 def test_a_slug_without_a_phase_names_the_phases():
-    with pytest.raises(CommandError, match='--stats, --initial, --continuous, --cleanup'):
+    with pytest.raises(CommandError, match='--stats, --initial, --continuous, --verify, --cleanup'):
         run('user_db_migration')
 
 
