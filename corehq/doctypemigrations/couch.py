@@ -89,6 +89,9 @@ TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 
 
+MID_BODY_ERRORS = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+
+
 class CouchDB:
     """One database. ``url`` may carry credentials; they go to the session's auth,
     never into messages."""
@@ -120,9 +123,7 @@ class CouchDB:
             data = body if isinstance(body, (bytes, str)) else dumps(body)
             headers['Content-Type'] = 'application/json'
         try:
-            response = self.session.request(
-                method, url, params=_encode_params(params), data=data, headers=headers,
-                timeout=timeout or self.timeout, stream=stream)
+            response = self._send(method, url, params, data, headers, timeout, stream)
         except requests.exceptions.RetryError as e:
             raise CouchUnreachable(f"{self.display_url}: the server kept failing ({_reason(e)})") from None
         except TRANSPORT_ERRORS as e:
@@ -130,6 +131,19 @@ class CouchDB:
         if response.status_code >= 400:
             self._raise_for(response, method, path)
         return response
+
+    def _send(self, method, url, params, data, headers, timeout, stream, attempts=5):
+        """The session retries failed connections and 5xx; this retries a
+        response cut off mid-body, which happens after the session's retries."""
+        for attempt in range(attempts):
+            try:
+                return self.session.request(
+                    method, url, params=_encode_params(params), data=data, headers=headers,
+                    timeout=timeout or self.timeout, stream=stream)
+            except MID_BODY_ERRORS:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * 2 ** attempt)
 
     def _raise_for(self, response, method, path):
         try:
@@ -347,4 +361,6 @@ def _reason(exc):
         return 'connection refused'
     if 'timed out' in text.lower():
         return 'timed out'
+    if isinstance(exc, MID_BODY_ERRORS):
+        return 'the response was cut off'
     return exc.__class__.__name__
