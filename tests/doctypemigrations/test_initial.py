@@ -72,3 +72,18 @@ def test_a_doc_refused_by_the_target_is_reported_and_initial_stays_incomplete(mi
         run('user_db_migration', '--initial')
     assert not checkpoints.initial_complete(checkpoints.get_state(users_migration))
     assert target.get('m4') is not None
+
+
+def test_views_on_the_new_db_return_the_migrated_docs(migration_dbs):
+    from corehq.apps.groups.models import Group
+    from corehq.apps.users.models import CommCareUser
+    source, target = migration_dbs
+    user = CommCareUser(username='ada', domain='d1')
+    user.save()
+    Group(name='team', domain='d1', users=[user._id]).save()
+    assert target.view('users', 'by_username', key='ada')['rows'] == []
+    run('user_db_migration', '--initial')
+    assert [r['id'] for r in target.view('users', 'by_username', key='ada')['rows']] == [user._id]
+    assert [r['value'] for r in target.view('groups', 'by_user_id', key=user._id)['rows']] == ['team']
+    counts = {tuple(r['key']): r['value'] for r in target.view('all_docs', 'by_doc_type', group_level=1)['rows']}
+    assert counts == {('CommCareUser',): 1, ('Group',): 1}
