@@ -125,3 +125,21 @@ def test_delete_doc_conflicts_keeps_winners(migration_dbs):
     doc = source.get('c1', conflicts='true')
     assert doc['_rev'] == winner and '_conflicts' not in doc
     assert '_conflicts' in source.get('c2', conflicts='true')
+
+
+@pytest.mark.parametrize('answer, deletes', [('y', True), ('n', False)])
+def test_cleanup_asks_first(migration_dbs, monkeypatch, answer, deletes):
+    source, _ = migration_dbs
+    migrated_and_flipped(source)
+    questions = []
+    monkeypatch.setattr('sys.stdin.isatty', lambda: True)
+    monkeypatch.setattr('builtins.input', lambda q: questions.append(q) or answer)
+    if deletes:
+        run('user_db_migration', '--cleanup', '--canary-wait', '0')
+    else:
+        with pytest.raises(CommandError, match='nothing was deleted'):
+            run('user_db_migration', '--cleanup', '--canary-wait', '0')
+    question = questions[0]
+    assert 'CommCareUser-Deleted' in question and source.display_url in question
+    assert 'delete_doc_conflicts' in question and question.rstrip().endswith('[y/n]')
+    assert (source.get('m0') is None) == deletes

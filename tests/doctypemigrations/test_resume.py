@@ -211,19 +211,57 @@ def _wrote_after(source):
 
 
 @pytest.mark.slow
-def test_initial_survives_the_server_going_away_by_rerunning(own_server, own_dbs):
+@pytest.mark.parametrize('phase', ['Dumping', 'Loading'])
+def test_initial_survives_the_server_going_away_by_rerunning(own_server, own_dbs, phase):
     source, target = own_dbs
     bulk_seed(source, 3000)
-    bouncer = restart_later(own_server, delay=0.3, down_for=1.0)
-    try:
-        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20))
-        finished_early = True
-    except CouchUnreachable:
-        finished_early = False
-    bouncer.join()
-    if not finished_early:
-        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
+    bounced = []
+
+    class BounceOnce:
+        """Stops the server at the first step of ``phase``, restarts it after a while."""
+        def __init__(self, desc, *args, **kwargs):
+            self.desc = desc
+
+        def update(self, n=1):
+            if self.desc == phase and not bounced:
+                own_server.stop()
+                bounced.append(restart_later(own_server, delay=1.0, down_for=0))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    with pytest.raises(CouchUnreachable):
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20), BounceOnce)
+    bounced[0].join()
+    run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
     ids = [f"u{i:05}" for i in range(3000) if i % 3]
-    assert visible(trees(target, ids[:1])[ids[0]]) is not None
     assert trees(target, ids) == trees(source, ids)
-    assert not finished_early, 'the server bounce came too late to test anything'
+
+
+def test_ctrl_c_during_continuous_saves_the_checkpoint(migration_dbs, subprocess_env, tmp_path):
+    source, target = migration_dbs
+    subprocess_env['UNIT_TESTING'] = '1'
+    assert manage_py(subprocess_env, 'migrate', cwd=tmp_path).returncode == 0
+    assert manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial',
+                     cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration',
+                             'user_db_migration', '--continuous'], cwd=tmp_path, env=subprocess_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    source.bulk_docs([{'_id': f"x{i}", 'doc_type': 'WebUser'} for i in range(10)])
+    wait_for(lambda: target.get('x9') is not None)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    last_line = output.strip().splitlines()[-1]
+    assert last_line.startswith('Stopped; checkpoint saved at seq ')
+    saved = manage_py(subprocess_env, 'shell', '-c',
+                      'from corehq.doctypemigrations import checkpoints; '
+                      'from corehq.doctypemigrations.migrator_instances import users_migration as m; '
+                      's = checkpoints.get_state(m); '
+                      'print(checkpoints.latest_checkpoint(s), s.continuous_heartbeat)', cwd=tmp_path)
+    seq, heartbeat = saved.stdout.split()[-2:]
+    assert last_line.endswith(seq) and heartbeat == 'None'  # the heartbeat stops with it

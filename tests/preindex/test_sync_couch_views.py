@@ -61,3 +61,15 @@ def test_views_return_the_right_rows(couch_settings):
     assert {tuple(r['key']): r['value'] for r in counts} == {
         ('CommCareUser',): 1, ('WebUser',): 1, ('Group',): 2}
     assert CommCareUser.by_username('alice')._id == alice._id
+
+
+def test_an_unreachable_database_is_named_without_its_password(settings, couch_settings):
+    import pytest
+    from django.core.management.base import CommandError
+    from corehq.couchsettings import CouchSettingsHelper
+    settings.COUCH_SETTINGS_HELPER = CouchSettingsHelper(
+        'http://admin:hunter2@127.0.0.1:9/proj', settings.COUCHDB_APPS, ['users'])
+    with pytest.raises(CommandError) as excinfo:
+        sync()
+    assert 'http://admin:****@127.0.0.1:9/proj' in str(excinfo.value)
+    assert 'hunter2' not in str(excinfo.value)
