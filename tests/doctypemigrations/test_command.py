@@ -113,3 +113,10 @@ def test_verbosity_zero_is_quiet(migration_dbs):
     source.put({'_id': 'u', 'doc_type': 'CommCareUser'})
     assert run('user_db_migration', '--initial', verbosity=0) == ''
     assert run('user_db_migration', '--continuous', '--until-caught-up', verbosity=0) == ''
+
+
+def test_missing_state_tables_say_which_migrate_to_run(couch_settings, subprocess_env, tmp_path):
+    from tests.doctypemigrations.helpers import manage_py
+    result = manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial', cwd=tmp_path)
+    assert result.returncode != 0
+    assert 'migrate doctypemigrations 0001' in result.stderr and 'Traceback' not in result.stderr

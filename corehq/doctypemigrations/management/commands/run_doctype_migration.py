@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from corehq.doctypemigrations import checkpoints, cleanup, dumpfile, follower, initial, stats, verify
 from corehq.doctypemigrations.couch import CouchDB, CouchError
@@ -87,6 +88,9 @@ class Command(BaseCommand):
             getattr(self, f"run_{phases[0]}")(migrator, source, target, options)
         except EXPECTED_ERRORS as e:
             raise CommandError(str(e))
+        except DatabaseError as e:
+            raise CommandError(f"The migration state in Django's database is not readable ({e}): "
+                               f"run `./manage.py migrate doctypemigrations 0001` first.")
 
     def _databases(self, migrator):
         helper = settings.COUCH_SETTINGS_HELPER
@@ -102,9 +106,6 @@ class Command(BaseCommand):
         if self.verbosity and self.stderr.isatty():
             return terminal_progress(self.stderr._out)
         return no_progress
-
-    def _state(self, migrator):
-        return checkpoints.get_state(migrator)
 
     # -- phases ------------------------------------------------------------
 
@@ -133,7 +134,7 @@ class Command(BaseCommand):
                  f"Now run --continuous (it starts at seq {result.original_seq}).", self.style.SUCCESS)
 
     def run_continuous(self, migrator, source, target, options):
-        state = self._state(migrator)
+        state = checkpoints.get_state(migrator)
         follower.check_can_follow(state, migrator.slug)
         events = _PrintingEvents(self)
         run = follower.ChangesFollower(source, target, DocTypeSelection(migrator.all_doc_types),
@@ -160,13 +161,13 @@ class Command(BaseCommand):
         raise CommandError("Source and target differ (a --continuous that is behind shows as stale).")
 
     def run_erase_continuous_progress(self, migrator, source, target, options):
-        state = self._state(migrator)
+        state = checkpoints.get_state(migrator)
         follower.check_can_follow(state, migrator.slug)
         checkpoints.reset_checkpoint_to_original(state)
         self.say(f"--continuous will start again at seq {checkpoints.original_seq(state)}")
 
     def run_cleanup(self, migrator, source, target, options):
-        state = self._state(migrator)
+        state = checkpoints.get_state(migrator)
         cleanup.check_can_clean_up(state, migrator.slug)
         dry_run = options['dry_run']
         if not dry_run:
