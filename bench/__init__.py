@@ -1,0 +1,1 @@
+"""Performance bench for the doc type migration: see bench/run.py."""

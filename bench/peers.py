@@ -1,0 +1,138 @@
+"""The migrator's peers on the same server and data: what a copy costs at the least.
+
+The raw loops are plain and serial on purpose (one request at a time, no
+checkpoints, no dump file): they are the floor the migrator's own bookkeeping
+is measured against, not a competing design. They ask for uncompressed
+responses: gzip only costs the single-threaded server CPU on a loopback or
+LAN copy, and a floor should not pay for it.
+"""
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from bench.couchclient import Server
+
+PAGE_SIZE = 1000
+
+
+@dataclass
+class CopyResult:
+    seconds: float
+    docs: int        # docs whose winner was copied
+    revs: int        # leaf revisions written (conflicts and deleted leaves included)
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+
+def _copy_leaves(source, target, id_revs):
+    """The two calls a copy needs per page: fetch each leaf with its history,
+    write it as is (``new_edits=false`` keeps the source's rev tree)."""
+    if not id_revs:
+        return 0
+    docs = source.bulk_get(id_revs)
+    target.bulk_docs([orjson.dumps(doc) for doc in docs], new_edits=False)
+    return len(docs)
+
+
+def prepare_target(target, design_docs):
+    """A fresh target holding the same design docs as the migrator's: on
+    pouchdb-server every written doc pays for the target's design docs (its
+    validation plugin reads them all per doc), so peers get the same target."""
+    target.recreate()
+    for ddoc in design_docs:
+        target.put({k: v for k, v in ddoc.items() if k != '_rev'})
+
+
+def uncompressed(db):
+    """The same database through a session that asks for identity encoding."""
+    server = Server(db.server.url)
+    server.session.headers['Accept-Encoding'] = 'identity'
+    return server.db(db.name)
+
+
+def copy_via_view(source, target, doc_types, page_size=PAGE_SIZE):
+    """Enumerate with the ``all_docs/by_doc_type`` view, one doc type at a time.
+
+    The view gives ids only; each leaf rev must be asked for explicitly
+    (pouchdb's ``_bulk_get`` with a bare id returns just the winner), and
+    ``include_docs`` with ``conflicts`` is the one call that yields the winner
+    rev and its live conflicts. Deleted losing leaves are not visible this way,
+    so this loop does slightly less than the migrator: a conservative floor.
+    """
+    source, target = uncompressed(source), uncompressed(target)
+    started = time.monotonic()
+    docs = revs = 0
+    for doc_type in sorted(doc_types):
+        startkey = [doc_type]
+        skip = 0
+        while True:
+            rows = source.view('all_docs', 'by_doc_type', reduce=False, include_docs=True,
+                               conflicts=True, startkey=startkey, endkey=[doc_type, {}],
+                               limit=page_size, skip=skip)['rows']
+            id_revs = [(row['id'], rev) for row in rows
+                       for rev in [row['doc']['_rev']] + row['doc'].get('_conflicts', [])]
+            revs += _copy_leaves(source, target, id_revs)
+            docs += len(rows)
+            if len(rows) < page_size:
+                break
+            startkey, skip = rows[-1]['key'], 1
+    return CopyResult(time.monotonic() - started, docs, revs)
+
+
+def copy_via_changes(source, target, doc_types, page_size=PAGE_SIZE):
+    """Enumerate with the whole ``_changes`` feed (``style=all_docs``,
+    ``include_docs``), filtering on the winner's doc_type like the migrator."""
+    wanted_types = frozenset(doc_types)
+    source, target = uncompressed(source), uncompressed(target)
+    started = time.monotonic()
+    docs = revs = 0
+    since = 0
+    while True:
+        page = source.changes(style='all_docs', include_docs='true', limit=page_size, since=since)
+        rows = page['results']
+        since = page['last_seq']
+        wanted = [row for row in rows if not row['id'].startswith('_design/')
+                  and (row.get('doc') or {}).get('doc_type') in wanted_types]
+        id_revs = [(row['id'], change['rev']) for row in wanted for change in row['changes']]
+        revs += _copy_leaves(source, target, id_revs)
+        docs += len(wanted)
+        if len(rows) < page_size:
+            break
+    return CopyResult(time.monotonic() - started, docs, revs)
+
+
+FILTER_DDOC = '_design/bench_replication'
+
+
+def filter_design_doc(doc_types):
+    """A JS filter selecting the migrating doc types, as a CouchDB replication would use."""
+    types = orjson.dumps(sorted(doc_types)).decode()
+    return {'_id': FILTER_DDOC, 'filters': {'by_doc_type': (
+        f"function (doc, req) {{ return {types}.indexOf(doc.doc_type) !== -1; }}")}}
+
+
+def install_replication_filter(source, doc_types):
+    ddoc = filter_design_doc(doc_types)
+    existing = source.get(FILTER_DDOC)
+    if existing:
+        ddoc['_rev'] = existing['_rev']
+    source.put(ddoc)
+
+
+def replicate(server, source, target, doc_types):
+    """pouchdb-server's own one-shot ``_replicate`` with the doc-type filter,
+    into the existing target.
+
+    The design doc holding the filter is installed first (a source write; it
+    does not pass its own filter, so it is not copied).
+    """
+    install_replication_filter(source, doc_types)
+    started = time.monotonic()
+    result = server.json('POST', '_replicate', body={
+        'source': source.name, 'target': target.name, 'filter': 'bench_replication/by_doc_type'})
+    seconds = time.monotonic() - started
+    if not result.get('ok', False) or result.get('doc_write_failures'):
+        raise RuntimeError(f"_replicate failed: {result}")
+    return CopyResult(seconds, target.info()['doc_count'], result.get('docs_written', 0))
