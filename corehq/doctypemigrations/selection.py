@@ -53,6 +53,41 @@ def scan_changes(db, page_size, since=None, conflicts=False):
             return
 
 
+BY_DOC_TYPE = ('all_docs', 'by_doc_type')
+
+
+def has_doc_type_view(db):
+    ddoc = db.get(f"_design/{BY_DOC_TYPE[0]}")
+    return ddoc is not None and BY_DOC_TYPE[1] in ddoc.get('views', {})
+
+
+def scan_doc_type_view(db, doc_types, page_size, position=None):
+    """Page through the docs of ``doc_types`` with the couchapps by_doc_type view.
+
+    Far less to read than the whole feed when the doc types are a part of the
+    database (and the view is already indexed, as the guide's preindex step
+    ensures). Yields (changes, position); a position resumes after its page.
+    Leaves are the winner and its live conflicts: a view does not see deleted
+    leaves, which are no conflicts, and --continuous copies them with any later
+    change of the doc.
+    """
+    for doc_type in sorted(doc_types):
+        if position is not None and doc_type < position[0]:
+            continue
+        startkey, skip = (position[1], 1) if position and position[0] == doc_type else ([doc_type], 0)
+        while True:
+            rows = db.view(*BY_DOC_TYPE, reduce=False, include_docs=True, conflicts=True,
+                           startkey=startkey, endkey=[doc_type, {}], limit=page_size, skip=skip)['rows']
+            changes = [Change(row['id'], [row['doc']['_rev']] + row['doc'].get('_conflicts', []),
+                              row['doc'], False, None) for row in rows if row.get('doc')]
+            if rows:
+                startkey, skip = rows[-1]['key'], 1
+            yield changes, [doc_type, startkey]
+            if len(rows) < page_size:
+                break
+        position = None
+
+
 def leaf_pairs(changes):
     """(id, rev) of every leaf of the given changes, once each."""
     seen = set()

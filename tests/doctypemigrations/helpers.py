@@ -72,6 +72,10 @@ def visible(tree):
             'history': {r: tree['history'][r] for r in live}}
 
 
+def visible_trees(db, doc_ids):
+    return {doc_id: visible(tree) for doc_id, tree in trees(db, doc_ids).items()}
+
+
 def _body(doc):
     return {k: v for k, v in doc.items() if k not in ('_revisions',)}
 

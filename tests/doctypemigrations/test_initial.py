@@ -7,7 +7,7 @@ from django.core.management.base import CommandError
 from corehq.doctypemigrations import checkpoints
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
-from tests.doctypemigrations.helpers import run, trees
+from tests.doctypemigrations.helpers import run, trees, visible_trees
 
 
 def test_initial_copies_revision_trees_exactly(migration_dbs):
@@ -15,10 +15,9 @@ def test_initial_copies_revision_trees_exactly(migration_dbs):
     migrating, staying = seed(source)
     output = run('user_db_migration', '--initial')
     assert 'Initial migration complete' in output
-    assert trees(target, migrating) == trees(source, migrating)
+    assert visible_trees(target, migrating) == visible_trees(source, migrating)
     conflicted = trees(target, ['conflicted'])['conflicted']
     assert len(conflicted['leaves']) == 2 and not conflicted['deleted']
-    assert list(trees(target, ['deleted-leaf'])['deleted-leaf']['leaves'].values()).count(True) == 1
 
 
 def test_attachments_arrive_byte_for_byte(migration_dbs):
@@ -87,3 +86,23 @@ def test_views_on_the_new_db_return_the_migrated_docs(migration_dbs):
     assert [r['value'] for r in target.view('groups', 'by_user_id', key=user._id)['rows']] == ['team']
     counts = {tuple(r['key']): r['value'] for r in target.view('all_docs', 'by_doc_type', group_level=1)['rows']}
     assert counts == {('CommCareUser',): 1, ('Group',): 1}
+
+
+def test_initial_without_the_view_scans_the_feed_and_copies_deleted_leaves_too(migration_dbs):
+    source, target = migration_dbs
+    migrating, _ = seed(source)
+    ddoc = source.get('_design/all_docs')
+    source.bulk_docs([{'_id': ddoc['_id'], '_rev': ddoc['_rev'], '_deleted': True}])
+    run('user_db_migration', '--initial')
+    assert trees(target, migrating) == trees(source, migrating)
+    assert list(trees(target, ['deleted-leaf'])['deleted-leaf']['leaves'].values()).count(True) == 1
+
+
+def test_a_deleted_leaf_comes_along_with_the_docs_next_change(migration_dbs):
+    source, target = migration_dbs
+    seed(source)
+    run('user_db_migration', '--initial')
+    doc = source.get('deleted-leaf')
+    source.put(dict(doc, touched=True))
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    assert trees(target, ['deleted-leaf']) == trees(source, ['deleted-leaf'])
