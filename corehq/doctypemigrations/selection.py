@@ -74,18 +74,30 @@ def scan_doc_type_view(db, doc_types, page_size, position=None):
     for doc_type in sorted(doc_types):
         if position is not None and doc_type < position[0]:
             continue
-        startkey, skip = (position[1], 1) if position and position[0] == doc_type else ([doc_type], 0)
+        after = position[1] if position and position[0] == doc_type else None
         while True:
-            rows = db.view(*BY_DOC_TYPE, reduce=False, include_docs=True, conflicts=True,
-                           startkey=startkey, endkey=[doc_type, {}], limit=page_size, skip=skip)['rows']
+            rows = _view_page(db, doc_type, after, page_size)
             changes = [Change(row['id'], [row['doc']['_rev']] + row['doc'].get('_conflicts', []),
                               row['doc'], False, None) for row in rows if row.get('doc')]
             if rows:
-                startkey, skip = rows[-1]['key'], 1
-            yield changes, [doc_type, startkey]
+                after = rows[-1]['key']
+            yield changes, [doc_type, after]
             if len(rows) < page_size:
                 break
         position = None
+
+
+def _view_page(db, doc_type, after, page_size):
+    """Up to ``page_size`` rows of ``doc_type`` after the key ``after``.
+
+    Paging starts at the last key seen and drops it, rather than skipping one
+    row: if that doc was deleted meanwhile, skip would pass over the next one.
+    """
+    startkey = after or [doc_type]
+    rows = db.view(*BY_DOC_TYPE, reduce=False, include_docs=True, conflicts=True,
+                   startkey=startkey, endkey=[doc_type, {}], limit=page_size + 1)['rows']
+    rows = [row for row in rows if row['key'] != after]
+    return rows[:page_size]
 
 
 def leaf_pairs(changes):

@@ -265,3 +265,28 @@ def test_ctrl_c_during_continuous_saves_the_checkpoint(migration_dbs, subprocess
                       'print(checkpoints.latest_checkpoint(s), s.continuous_heartbeat)', cwd=tmp_path)
     seq, heartbeat = saved.stdout.split()[-2:]
     assert last_line.endswith(seq) and heartbeat == 'None'  # the heartbeat stops with it
+
+
+def test_a_doc_deleted_at_a_page_boundary_does_not_hide_the_next_one(migration_dbs):
+    source, target = migration_dbs
+    source.bulk_docs([{'_id': f"p{i:02}", 'doc_type': 'CommCareUser'} for i in range(30)])
+
+    class DeleteAtFirstPage:
+        """After the first page is dumped, its last doc is deleted from the source."""
+        def __init__(self, desc, *args, **kwargs):
+            self.desc = desc
+
+        def update(self, n=1):
+            if self.desc == 'Dumping' and n and source.get('p09') is not None:
+                p09 = source.get('p09')
+                source.bulk_docs([{'_id': 'p09', '_rev': p09['_rev'], '_deleted': True}])
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, DeleteAtFirstPage)
+    assert source.get('p09') is None
+    assert [i for i in range(30) if target.get(f"p{i:02}") is None] == []  # p10 most of all
