@@ -11,6 +11,7 @@ from django.core.management import call_command
 from corehq.couchsettings import CouchSettingsHelper
 from corehq.doctypemigrations import checkpoints
 from corehq.doctypemigrations.couch import CouchDB, CouchUnreachable
+from corehq.doctypemigrations.follower import FollowerEvents
 from corehq.doctypemigrations.initial import InitialSettings, run_initial
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.conftest import PROJECT_DIR, bind_couchdbkit
@@ -25,28 +26,36 @@ class Killed(Exception):
     pass
 
 
+class StepHook:
+    """A progress bar for run_initial that acts at recorded steps: each
+    ``update`` comes right after a page or batch is recorded in the state."""
+
+    def __init__(self, desc, *args, **kwargs):
+        self.desc = desc
+
+    def update(self, n=1):
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def dying_progress(after, phase=None):
     """A progress factory that 'kills' the run after ``after`` recorded steps
     (of the bar named ``phase``, or of any)."""
     steps = {'n': 0}
 
-    class Bar:
-        def __init__(self, desc):
-            self.desc = desc
-
+    class Bar(StepHook):
         def update(self, n=1):
             if phase in (None, self.desc):
                 steps['n'] += 1
             if steps['n'] >= after:
                 raise Killed()
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    return lambda desc, *args, **kwargs: Bar(desc)
+    return Bar
 
 
 def bulk_seed(db, n):
@@ -185,11 +194,6 @@ def test_continuous_survives_the_server_going_away(own_server, own_dbs):
     source.bulk_docs([{'_id': f"before{i}", 'doc_type': 'Group'} for i in range(50)])
     retries = []
 
-    class Events(FAST.__class__):
-        pass
-
-    from corehq.doctypemigrations.follower import FollowerEvents
-
     class Recorder(FollowerEvents):
         def retrying(self, error, delay):
             retries.append(error)
@@ -217,21 +221,13 @@ def test_initial_survives_the_server_going_away_by_rerunning(own_server, own_dbs
     bulk_seed(source, 3000)
     bounced = []
 
-    class BounceOnce:
+    class BounceOnce(StepHook):
         """Stops the server at the first step of ``phase``, restarts it after a while."""
-        def __init__(self, desc, *args, **kwargs):
-            self.desc = desc
-
         def update(self, n=1):
             if self.desc == phase and not bounced:
                 own_server.stop()
-                bounced.append(restart_later(own_server, delay=1.0, down_for=0))
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
+                # longer than the client's own retries (about 1.4 s), so the run really fails
+                bounced.append(restart_later(own_server, delay=3.0, down_for=0))
 
     with pytest.raises(CouchUnreachable):
         run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20), BounceOnce)
@@ -271,21 +267,12 @@ def test_a_doc_deleted_at_a_page_boundary_does_not_hide_the_next_one(migration_d
     source, target = migration_dbs
     source.bulk_docs([{'_id': f"p{i:02}", 'doc_type': 'CommCareUser'} for i in range(30)])
 
-    class DeleteAtFirstPage:
+    class DeleteAtFirstPage(StepHook):
         """After the first page is dumped, its last doc is deleted from the source."""
-        def __init__(self, desc, *args, **kwargs):
-            self.desc = desc
-
         def update(self, n=1):
             if self.desc == 'Dumping' and n and source.get('p09') is not None:
                 p09 = source.get('p09')
                 source.bulk_docs([{'_id': 'p09', '_rev': p09['_rev'], '_deleted': True}])
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
 
     run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, DeleteAtFirstPage)
     assert source.get('p09') is None
