@@ -7,7 +7,6 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from corehq.doctypemigrations.couch import CouchNotFound
 from tests.conftest import PROJECT_DIR
 
 
@@ -84,6 +83,24 @@ def manage_py(env, *args, cwd, **kwargs):
     """./manage.py in a process of its own (for env-driven settings and real kills)."""
     return subprocess.run([sys.executable, str(PROJECT_DIR / 'manage.py'), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, **kwargs)
+
+
+def state_db_ready(env, cwd):
+    """The state tables in the subprocess's own database (past the blocking migration)."""
+    env['UNIT_TESTING'] = '1'
+    assert manage_py(env, 'migrate', cwd=cwd).returncode == 0
+
+
+def initial_in_subprocess(env, cwd):
+    state_db_ready(env, cwd)
+    result = manage_py(env, 'run_doctype_migration', 'user_db_migration', '--initial', cwd=cwd)
+    assert result.returncode == 0, result.stderr
+
+
+def start_migration(env, cwd, *phase, **popen_kwargs):
+    """run_doctype_migration user_db_migration in the background, to kill or interrupt."""
+    return subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration',
+                             'user_db_migration', *phase], cwd=cwd, env=env, **popen_kwargs)
 
 
 def run(*args, **kwargs):

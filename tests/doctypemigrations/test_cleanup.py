@@ -1,6 +1,5 @@
 import signal
 import subprocess
-import sys
 
 import pytest
 from django.core.management.base import CommandError
@@ -9,8 +8,9 @@ from corehq.doctypemigrations import checkpoints
 from corehq.doctypemigrations.cleanup import CleanupRefused, check_not_following
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
-from tests.conftest import PROJECT_DIR
-from tests.doctypemigrations.helpers import make_conflicted, manage_py, run
+from tests.doctypemigrations.helpers import (
+    initial_in_subprocess, make_conflicted, run, start_migration,
+)
 
 
 def live_ids(db):
@@ -94,15 +94,11 @@ def test_the_canary_sees_a_follower_this_state_db_does_not_know(migration_dbs, s
     migrated_and_flipped(source)
     state = checkpoints.get_state(users_migration)
     # another machine's --continuous, with a state database of its own
-    subprocess_env['UNIT_TESTING'] = '1'
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
-    assert manage_py(subprocess_env, 'migrate', cwd=elsewhere).returncode == 0
-    assert manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial',
-                     cwd=elsewhere).returncode == 0
-    other = subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration',
-                              'user_db_migration', '--continuous'], cwd=elsewhere, env=subprocess_env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    initial_in_subprocess(subprocess_env, elsewhere)
+    other = start_migration(subprocess_env, elsewhere, '--continuous',
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert any('All caught up' in other.stdout.readline() for _ in range(20))
         with pytest.raises(CleanupRefused, match='canary'):

@@ -15,7 +15,7 @@ from corehq.doctypemigrations.couch import CouchDB
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.conftest import bind_couchdbkit
 from tests.doctypemigrations.data import seed
-from tests.doctypemigrations.helpers import manage_py, put_history, rev, run, trees, visible_trees
+from tests.doctypemigrations.helpers import manage_py, put_history, rev, run, visible_trees
 from tests.proxy_fixtures import couch_proxy  # noqa: F401
 
 

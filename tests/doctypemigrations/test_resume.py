@@ -1,7 +1,6 @@
 """Killed at any point, a rerun ends with the same target."""
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -14,10 +13,12 @@ from corehq.doctypemigrations.couch import CouchDB, CouchUnreachable
 from corehq.doctypemigrations.follower import FollowerEvents
 from corehq.doctypemigrations.initial import InitialSettings, run_initial
 from corehq.doctypemigrations.migrator_instances import users_migration
-from tests.conftest import PROJECT_DIR, bind_couchdbkit
+from tests.conftest import bind_couchdbkit
 from tests.doctypemigrations.data import seed
-from tests.doctypemigrations.helpers import manage_py, run, trees, visible, visible_trees
-from tests.doctypemigrations.test_follower import FAST, follower
+from tests.doctypemigrations.helpers import (
+    initial_in_subprocess, manage_py, run, start_migration, state_db_ready, visible_trees,
+)
+from tests.doctypemigrations.test_follower import follower
 
 SMALL_PAGES = InitialSettings(page_size=10, batch_bytes=4096, batch_docs=10)
 
@@ -122,12 +123,9 @@ def wait_for(condition, timeout=60):
 def test_sigkill_during_initial_then_rerun(migration_dbs, subprocess_env, tmp_path, phase):
     source, target = migration_dbs
     bulk_seed(source, 3000)
-    subprocess_env['UNIT_TESTING'] = '1'
-    assert manage_py(subprocess_env, 'migrate', cwd=tmp_path).returncode == 0
-    args = [sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration', 'user_db_migration',
-            '--initial', '--page-size', '20']
-    proc = subprocess.Popen(args, cwd=tmp_path, env=subprocess_env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    state_db_ready(subprocess_env, tmp_path)
+    proc = start_migration(subprocess_env, tmp_path, '--initial', '--page-size', '20',
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dump = tmp_path / 'user_db_migration.log'
     if phase == 'dump':
         wait_for(lambda: dump.exists() and dump.stat().st_size > 20000)
@@ -145,13 +143,9 @@ def test_sigkill_during_initial_then_rerun(migration_dbs, subprocess_env, tmp_pa
 @pytest.mark.slow
 def test_sigkill_during_continuous_then_rerun(migration_dbs, subprocess_env, tmp_path):
     source, target = migration_dbs
-    subprocess_env['UNIT_TESTING'] = '1'
-    assert manage_py(subprocess_env, 'migrate', cwd=tmp_path).returncode == 0
-    assert manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial',
-                     cwd=tmp_path).returncode == 0
-    proc = subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration',
-                             'user_db_migration', '--continuous'], cwd=tmp_path, env=subprocess_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    initial_in_subprocess(subprocess_env, tmp_path)
+    proc = start_migration(subprocess_env, tmp_path, '--continuous',
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for i in range(60):
         source.bulk_docs([{'_id': f"c{i}-{j}", 'doc_type': 'WebUser'} for j in range(20)])
         if i == 30:
@@ -239,14 +233,9 @@ def test_initial_survives_the_server_going_away_by_rerunning(own_server, own_dbs
 
 def test_ctrl_c_during_continuous_saves_the_checkpoint(migration_dbs, subprocess_env, tmp_path):
     source, target = migration_dbs
-    subprocess_env['UNIT_TESTING'] = '1'
-    assert manage_py(subprocess_env, 'migrate', cwd=tmp_path).returncode == 0
-    assert manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial',
-                     cwd=tmp_path).returncode == 0
-    proc = subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration',
-                             'user_db_migration', '--continuous'], cwd=tmp_path, env=subprocess_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    initial_in_subprocess(subprocess_env, tmp_path)
+    proc = start_migration(subprocess_env, tmp_path, '--continuous', stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
     source.bulk_docs([{'_id': f"x{i}", 'doc_type': 'WebUser'} for i in range(10)])
     wait_for(lambda: target.get('x9') is not None)
     proc.send_signal(signal.SIGINT)
