@@ -38,10 +38,10 @@ def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, 
         raise InitialAlreadyComplete(
             f"The initial migration of {migrator.slug!r} is already complete; "
             f"run --continuous to keep the target up to date.")
-    source.info()  # fail on a missing or unreachable database before writing anything
+    source_info = source.info()  # fail on a missing or unreachable database before writing anything
     target.info()
     if state is None:
-        state = checkpoints.create_state(migrator, source.update_seq())
+        state = checkpoints.create_state(migrator, source_info['update_seq'])
     header = dumpfile.make_header(migrator.slug, source.name, target.name, migrator.all_doc_types,
                                   checkpoints.original_seq(state))
     header_end = _prepare_dump_file(state, dump_path, header)
