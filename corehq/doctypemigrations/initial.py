@@ -14,7 +14,7 @@ from corehq.doctypemigrations.progress import no_progress
 from corehq.doctypemigrations.selection import (
     DocTypeSelection, fetch_leaves, has_doc_type_view, scan_changes, scan_doc_type_view,
 )
-from corehq.doctypemigrations.stats import doc_type_counts
+from corehq.doctypemigrations.stats import doc_types_total
 
 InitialSettings = namedtuple('InitialSettings', 'page_size batch_bytes batch_docs')
 DEFAULT_SETTINGS = InitialSettings(page_size=1000, batch_bytes=4 * 1024 * 1024, batch_docs=1000)
@@ -65,38 +65,42 @@ def _prepare_dump_file(state, dump_path, header):
 
 
 def _dump(state, migrator, source, dump_path, settings, progress):
-    selection = DocTypeSelection(migrator.all_doc_types)
     pages, total = _enumerate(state, migrator, source, settings)
     missing = 0
     with dumpfile.DumpWriter(dump_path, state.dump_offset) as writer, \
             progress('Dumping', total=total, unit='docs scanned') as bar:
-        for changes, position in pages:
-            docs, missing_revs = fetch_leaves(source, [c for c in changes if selection.wants(c)])
+        for wanted, scanned, position in pages:
+            docs, missing_revs = fetch_leaves(source, wanted)
             missing += len(missing_revs)
             writer.write(docs)
             checkpoints.save_progress(state, dump_offset=writer.sync(),
                                       dump_since=checkpoints.encode_seq(position),
                                       docs_dumped=state.docs_dumped + len(docs))
-            bar.update(len(changes))
+            bar.update(scanned)
     checkpoints.save_progress(state, dump_complete=True)
     return missing
 
 
 def _enumerate(state, migrator, source, settings):
-    """The pages to dump, resuming from the recorded position, and how many docs
-    they hold. The by_doc_type view is read when the source has it (recorded as
+    """The pages to dump as (changes to copy, docs scanned, position), resuming
+    from the recorded position, and how many docs they hold (a callable: only a
+    progress bar needs it, and on pouchdb-server a count reads the view's rows).
+    The by_doc_type view is read when the source has it (recorded as
     ``{'view': key}``), else the whole ``_changes`` feed (``{'changes': seq}``)."""
     position = checkpoints.decode_seq(state.dump_since) or {}
     by_view = 'view' in position if position else has_doc_type_view(source)
     if by_view:
         pages = scan_doc_type_view(source, migrator.all_doc_types, settings.page_size, position.get('view'))
-        counts = doc_type_counts(source)
-        total = sum(counts.get(t, 0) for t in migrator.all_doc_types)
-        return ((changes, {'view': at}) for changes, at in pages), total
-    info = source.info()
+        return ((changes, len(changes), {'view': at}) for changes, at in pages), \
+            lambda: doc_types_total(source, migrator.all_doc_types)
+    selection = DocTypeSelection(migrator.all_doc_types)
     pages = scan_changes(source, settings.page_size, position.get('changes'))
-    return ((changes, {'changes': seq}) for changes, seq in pages), \
-        info['doc_count'] + info.get('doc_del_count', 0)
+    return (([c for c in changes if selection.wants(c)], len(changes), {'changes': seq})
+            for changes, seq in pages), lambda: _feed_size(source.info())
+
+
+def _feed_size(info):
+    return info['doc_count'] + info.get('doc_del_count', 0)
 
 
 def _load(state, target, dump_path, header_end, settings, progress):

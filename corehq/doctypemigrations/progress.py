@@ -18,8 +18,14 @@ def no_progress(desc, total=None, initial=0, unit='it'):
 
 
 def terminal_progress(stream):
-    """A progress factory drawing tqdm bars (count, rate, ETA) on ``stream``."""
+    """A progress factory drawing tqdm bars (count, rate, ETA) on ``stream``.
+
+    ``total`` may be a callable, for totals that cost a query: only a bar that
+    is drawn asks for it.
+    """
     def factory(desc, total=None, initial=0, unit='it'):
+        if callable(total):
+            total = total()
         return tqdm(desc=desc, total=total, initial=initial, unit=f" {unit}", file=stream,
                     dynamic_ncols=True, mininterval=0.5, unit_scale=True)
     return factory

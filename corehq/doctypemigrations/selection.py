@@ -61,7 +61,7 @@ def has_doc_type_view(db):
     return ddoc is not None and BY_DOC_TYPE[1] in ddoc.get('views', {})
 
 
-def scan_doc_type_view(db, doc_types, page_size, position=None):
+def scan_doc_type_view(db, doc_types, page_size, position=None, stale=False):
     """Page through the docs of ``doc_types`` with the couchapps by_doc_type view.
 
     Far less to read than the whole feed when the doc types are a part of the
@@ -69,16 +69,17 @@ def scan_doc_type_view(db, doc_types, page_size, position=None):
     ensures). Yields (changes, position); a position resumes after its page.
     Leaves are the winner and its live conflicts: a view does not see deleted
     leaves, which are no conflicts, and --continuous copies them with any later
-    change of the doc.
+    change of the doc. The changes carry no doc: every one is of ``doc_types``.
+
+    ``stale`` reads the index as it is, without indexing what changed since
+    (see ``refresh_doc_type_view``).
     """
     for doc_type in sorted(doc_types):
         if position is not None and doc_type < position[0]:
             continue
         after = position[1] if position and position[0] == doc_type else None
         while True:
-            rows = _view_page(db, doc_type, after, page_size)
-            changes = [Change(row['id'], [row['doc']['_rev']] + row['doc'].get('_conflicts', []),
-                              row['doc'], False, None) for row in rows if row.get('doc')]
+            rows, changes = _view_leaves(db, doc_type, after, page_size, stale)
             if rows:
                 after = rows[-1]['key']
             yield changes, [doc_type, after]
@@ -87,15 +88,45 @@ def scan_doc_type_view(db, doc_types, page_size, position=None):
         position = None
 
 
-def _view_page(db, doc_type, after, page_size):
+def refresh_doc_type_view(db):
+    """Bring the by_doc_type index up to date: any query indexes what changed,
+    and one without rows or a reduce costs nothing else (pouchdb-server
+    computes a reduce by reading every row, even for ``limit=0``)."""
+    db.view(*BY_DOC_TYPE, reduce=False, limit=0)
+
+
+def _view_leaves(db, doc_type, after, page_size, stale=False):
+    """One page of rows and their changes (id and live leaf revs).
+
+    The couchapps view emits the leaf revs; a by_doc_type view that does not
+    (a design doc synced before it did) costs a second read, with the docs.
+    """
+    rows = _view_page(db, doc_type, after, page_size, stale=stale)
+    if all(_is_rev_list(row['value']) for row in rows):
+        return rows, [Change(row['id'], row['value'], None, False, None) for row in rows]
+    rows = _view_page(db, doc_type, after, page_size, stale=stale, include_docs=True)
+    return rows, [Change(row['id'], [row['doc']['_rev']] + row['doc'].get('_conflicts', []),
+                         row['doc'], False, None) for row in rows if row.get('doc')]
+
+
+def _is_rev_list(value):
+    return isinstance(value, list) and bool(value) and all(isinstance(rev, str) for rev in value)
+
+
+def _view_page(db, doc_type, after, page_size, stale=False, include_docs=False):
     """Up to ``page_size`` rows of ``doc_type`` after the key ``after``.
 
     Paging starts at the last key seen and drops it, rather than skipping one
     row: if that doc was deleted meanwhile, skip would pass over the next one.
     """
     startkey = after or [doc_type]
-    rows = db.view(*BY_DOC_TYPE, reduce=False, include_docs=True, conflicts=True,
-                   startkey=startkey, endkey=[doc_type, {}], limit=page_size + 1)['rows']
+    params = {'include_docs': True, 'conflicts': True} if include_docs else {}
+    if stale:
+        # stale=ok rather than update=false: pouchdb-server knows only the
+        # former, and CouchDB 3 and Cloudant still accept it.
+        params['stale'] = 'ok'
+    rows = db.view(*BY_DOC_TYPE, reduce=False, startkey=startkey, endkey=[doc_type, {}],
+                   limit=page_size + 1, **params)['rows']
     rows = [row for row in rows if row['key'] != after]
     return rows[:page_size]
 

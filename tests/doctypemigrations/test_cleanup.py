@@ -139,3 +139,23 @@ def test_cleanup_asks_first(migration_dbs, monkeypatch, answer, deletes):
     assert 'CommCareUser-Deleted' in question and source.display_url in question
     assert 'delete_doc_conflicts' in question and question.rstrip().endswith('[y/n]')
     assert (source.get('m0') is None) == deletes
+
+
+def test_cleanup_finds_docs_written_since_the_view_was_last_read(migration_dbs):
+    source, _ = migration_dbs
+    migrating, staying = migrated_and_flipped(source)  # --initial read the view
+    source.put({'_id': 'late', 'doc_type': 'CommCareUser'})
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
+    assert live_ids(source) == set(staying)
+
+
+def test_cleanup_without_the_view_reads_the_feed(migration_dbs):
+    source, target = migration_dbs
+    migrating, staying = migrated_and_flipped(source)
+    ddoc = source.get('_design/all_docs')
+    source.bulk_docs([{'_id': ddoc['_id'], '_rev': ddoc['_rev'], '_deleted': True}])
+    output = run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
+    assert 'Cleanup complete' in output
+    assert live_ids(source) == set(staying)
+    assert source.get('conflicted') is None
