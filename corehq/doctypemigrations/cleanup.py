@@ -1,8 +1,9 @@
 """The --cleanup phase: delete migrated documents from the source.
 
-A document goes only when the target holds the same winning revision; every
-live leaf of it is deleted, so no conflict resurfaces in the source. Docs that
-differ are listed and left alone. Rerunning resumes: deleted docs are no longer
+A document goes only when the target holds every live leaf revision the
+source has (as a leaf or in its history: docs edited in the target after the
+flip go too); every live leaf of it is deleted, so no conflict resurfaces in
+the source. Docs with revisions the target lacks are listed and left alone. Rerunning resumes: deleted docs are no longer
 of a migrating type in the source.
 """
 import time
@@ -92,15 +93,14 @@ def _pages(migrator, source, page_size):
 
 
 def _split_by_target(target, leaves):
-    """(the (id, leaves) whose winner the target holds too, ids of the others)."""
-    target_revs = target.winning_revs([doc_id for doc_id, _revs in leaves]) if leaves else {}
-    same, different = [], []
-    for doc_id, revs in leaves:
-        if target_revs.get(doc_id) == (revs[0], False):
-            same.append((doc_id, revs))
-        else:
-            different.append(doc_id)
-    return same, different
+    """(the (id, leaves) whose every leaf the target holds, ids of the others).
+
+    ``_revs_diff`` answers from the rev trees alone, without the bodies, and
+    says "not missing" for a rev the target has built on since.
+    """
+    missing = target.revs_diff(dict(leaves)) if leaves else {}
+    same = [(doc_id, revs) for doc_id, revs in leaves if doc_id not in missing]
+    return same, [doc_id for doc_id, _revs in leaves if doc_id in missing]
 
 
 def mark_complete(state):

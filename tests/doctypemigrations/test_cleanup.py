@@ -9,7 +9,7 @@ from corehq.doctypemigrations.cleanup import CleanupRefused, check_not_following
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import (
-    initial_in_subprocess, make_conflicted, run, start_migration,
+    initial_in_subprocess, make_conflicted, put_history, rev, run, start_migration,
 )
 
 
@@ -159,3 +159,28 @@ def test_cleanup_without_the_view_reads_the_feed(migration_dbs):
     assert 'Cleanup complete' in output
     assert live_ids(source) == set(staying)
     assert source.get('conflicted') is None
+
+
+def test_docs_edited_or_deleted_in_the_target_after_the_flip_go_too(migration_dbs):
+    source, target = migration_dbs
+    migrating, staying = migrated_and_flipped(source)
+    edited = target.get('m0')
+    target.put(dict(edited, username='renamed'))
+    gone = target.get('m1')
+    target.bulk_docs([{'_id': 'm1', '_rev': gone['_rev'], '_deleted': True}])
+    output = run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
+    assert 'Cleanup complete' in output
+    assert live_ids(source) == set(staying)
+    assert target.get('m0')['username'] == 'renamed' and target.get('m1') is None
+
+
+def test_a_conflict_the_target_lacks_keeps_the_doc(migration_dbs):
+    source, _ = migration_dbs
+    migrated_and_flipped(source)
+    winner = source.get('m0')
+    # a losing branch that reached the source after --continuous stopped
+    put_history(source, 'm0', [rev(1, '0' * 32)], dict(winner, branch='never copied'))
+    assert source.get('m0')['_rev'] == winner['_rev']
+    with pytest.raises(CommandError, match='not complete'):
+        run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
+    assert len([leaf for leaf in source.open_revs('m0') if 'ok' in leaf]) == 2

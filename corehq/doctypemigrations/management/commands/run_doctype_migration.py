@@ -191,7 +191,7 @@ class Command(BaseCommand):
             raise CommandError("--cleanup deletes documents and needs confirmation: run it in a "
                                "terminal, or pass --noinput.")
         question = (f"This deletes every document of the doc types\n  {', '.join(migrator.all_doc_types)}\n"
-                    f"from {source.display_url} when the target holds the same revision.\n"
+                    f"from {source.display_url} when the target holds every revision of it.\n"
                     f"Run ./manage.py delete_doc_conflicts first, or conflicted docs keep their "
                     f"losing revisions.\nContinue? [y/n] ")
         if input(question).strip().lower() not in ('y', 'yes'):
@@ -202,7 +202,8 @@ class Command(BaseCommand):
         self.say(f"{verb} {result.deleted} docs from the source.")
         if result.differing:
             self.stdout.write(self.style.WARNING(
-                f"{len(result.differing)} docs differ from the target and were left alone:"))
+                f"{len(result.differing)} docs have revisions the target lacks and were left alone "
+                f"(is --continuous caught up?):"))
             for doc_id in result.differing[:50]:
                 self.stdout.write(f"  {doc_id}")
         if result.errors:
