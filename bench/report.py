@@ -130,6 +130,8 @@ def table(meta, dataset, figures, goals):
                      f"{relative:>11}{_fmt(f.get('peak_rss_mb'), '8.0f')}  {check}")
     c = figures.get('cleanup')
     if c:
+        lines.append(f"{'by_doc_type index catch-up before --cleanup':<58}"
+                     f"{_fmt(c.get('index_catch_up_s'), '8.1f')}")
         lines.append(f"{c['label']:<58}{c['seconds']:8.1f}{c['deletes_per_s']:9.0f}{'':>11}"
                      f"{c['peak_rss_mb']:8.0f}  {c['deleted']} deleted (deletes/s)")
     lag = figures.get('continuous')
