@@ -3,8 +3,8 @@
 A document goes only when the target holds every live leaf revision the
 source has (as a leaf or in its history: docs edited in the target after the
 flip go too); every live leaf of it is deleted, so no conflict resurfaces in
-the source. Docs with revisions the target lacks are listed and left alone. Rerunning resumes: deleted docs are no longer
-of a migrating type in the source.
+the source. Docs with revisions the target lacks are listed and left alone.
+Rerunning resumes: deleted docs are no longer of a migrating type in the source.
 """
 import time
 import uuid
@@ -12,9 +12,7 @@ from collections import namedtuple
 
 from corehq.doctypemigrations import checkpoints
 from corehq.doctypemigrations.loader import delete_revs
-from corehq.doctypemigrations.selection import (
-    DocTypeSelection, has_doc_type_view, refresh_doc_type_view, scan_changes, scan_doc_type_view,
-)
+from corehq.doctypemigrations.selection import migrating_leaves
 
 CleanupResult = namedtuple('CleanupResult', 'deleted differing errors')
 HEARTBEAT_MAX_AGE = 90  # seconds; a running --continuous beats at least every max_wait (30 s)
@@ -61,7 +59,7 @@ def _canary_arrives(source, target, doc_type, wait):
 def clean_up(migrator, source, target, page_size=1000, dry_run=False, progress=None):
     """Delete from the source every migrating doc the target holds identically."""
     deleted, differing, errors = 0, [], []
-    for leaves, scanned in _pages(migrator, source, page_size):
+    for leaves, scanned in migrating_leaves(source, migrator.all_doc_types, page_size):
         same, different = _split_by_target(target, leaves)
         differing.extend(different)
         if not dry_run:
@@ -70,26 +68,6 @@ def clean_up(migrator, source, target, page_size=1000, dry_run=False, progress=N
         if progress:
             progress.update(scanned)
     return CleanupResult(deleted, differing, errors)
-
-
-def _pages(migrator, source, page_size):
-    """Pages of (doc id, live leaf revs with the winner first) of the migrating
-    docs, and how many docs each page scanned.
-
-    The by_doc_type view holds just those docs. It is brought up to date once
-    and then read as it is: reindexing the cleanup's own deletions before every
-    page would cost more than the deletions. Paging by key is not thrown off by
-    rows that leave the view. Without the view, the whole feed is read.
-    """
-    if has_doc_type_view(source):
-        refresh_doc_type_view(source)
-        for changes, _position in scan_doc_type_view(source, migrator.all_doc_types, page_size, stale=True):
-            yield [(c.id, c.leaf_revs) for c in changes], len(changes)
-        return
-    selection = DocTypeSelection(migrator.all_doc_types)
-    for changes, _seq in scan_changes(source, page_size, conflicts=True):
-        yield [(c.id, [c.doc['_rev']] + c.doc.get('_conflicts', []))
-               for c in changes if selection.wants(c)], len(changes)
 
 
 def _split_by_target(target, leaves):

@@ -2,19 +2,17 @@
 from collections import namedtuple
 
 from corehq.doctypemigrations.loader import delete_revs
-from corehq.doctypemigrations.selection import DocTypeSelection, scan_changes
+from corehq.doctypemigrations.selection import migrating_leaves
 
 ConflictResult = namedtuple('ConflictResult', 'docs leaves_deleted errors')
 
 
 def delete_doc_conflicts(source, doc_types, page_size=1000):
     """Delete the losing live leaves of every conflicted doc of ``doc_types``."""
-    selection = DocTypeSelection(doc_types)
     docs_fixed, leaves, errors = 0, 0, []
-    for changes, _seq in scan_changes(source, page_size, conflicts=True):
-        conflicted = [c.doc for c in changes if selection.wants(c) and c.doc.get('_conflicts')]
-        losers = [(doc['_id'], rev) for doc in conflicted for rev in doc['_conflicts']]
+    for page, _scanned in migrating_leaves(source, doc_types, page_size):
+        losers = [(doc_id, rev) for doc_id, revs in page for rev in revs[1:]]
         errors.extend(delete_revs(source, losers))
-        docs_fixed += len(conflicted)
+        docs_fixed += sum(len(revs) > 1 for _doc_id, revs in page)
         leaves += len(losers)
     return ConflictResult(docs_fixed, leaves, errors)

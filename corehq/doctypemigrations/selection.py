@@ -131,6 +131,28 @@ def _view_page(db, doc_type, after, page_size, stale=False, include_docs=False):
     return rows[:page_size]
 
 
+def migrating_leaves(db, doc_types, page_size):
+    """Pages of (doc id, live leaf revs with the winner first) of the docs of
+    ``doc_types``, and how many docs each page scanned.
+
+    The by_doc_type view holds just those docs. It is brought up to date once
+    and then read as it is: a caller that deletes would otherwise have the
+    index catch up with its own deletions before every page. A row gone out
+    of date since costs nothing worse than a conflict, because deletions name
+    exact revs; paging by key is not thrown off by rows that leave the view.
+    Without the view, the whole feed is read.
+    """
+    if has_doc_type_view(db):
+        refresh_doc_type_view(db)
+        for changes, _position in scan_doc_type_view(db, doc_types, page_size, stale=True):
+            yield [(c.id, c.leaf_revs) for c in changes], len(changes)
+        return
+    selection = DocTypeSelection(doc_types)
+    for changes, _seq in scan_changes(db, page_size, conflicts=True):
+        yield [(c.id, [c.doc['_rev']] + c.doc.get('_conflicts', []))
+               for c in changes if selection.wants(c)], len(changes)
+
+
 def leaf_pairs(changes):
     """(id, rev) of every leaf of the given changes, once each."""
     seen = set()
