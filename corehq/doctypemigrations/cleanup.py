@@ -57,7 +57,7 @@ def _canary_arrives(source, target, doc_type, wait):
 
 
 def clean_up(migrator, source, target, page_size=1000, dry_run=False, progress=None):
-    """Delete from the source every migrating doc the target holds identically."""
+    """Delete from the source every migrating doc whose every live leaf the target holds."""
     deleted, differing, errors = 0, [], []
     for leaves, scanned in migrating_leaves(source, migrator.all_doc_types, page_size):
         same, different = _split_by_target(target, leaves)

@@ -72,7 +72,7 @@ def scan_doc_type_view(db, doc_types, page_size, position=None, stale=False):
     change of the doc. The changes carry no doc: every one is of ``doc_types``.
 
     ``stale`` reads the index as it is, without indexing what changed since
-    (see ``refresh_doc_type_view``).
+    (``CouchDB.update_view_index`` brings it up to date).
     """
     for doc_type in sorted(doc_types):
         if position is not None and doc_type < position[0]:
@@ -88,13 +88,6 @@ def scan_doc_type_view(db, doc_types, page_size, position=None, stale=False):
         position = None
 
 
-def refresh_doc_type_view(db):
-    """Bring the by_doc_type index up to date: any query indexes what changed,
-    and one without rows or a reduce costs nothing else (pouchdb-server
-    computes a reduce by reading every row, even for ``limit=0``)."""
-    db.view(*BY_DOC_TYPE, reduce=False, limit=0)
-
-
 def _view_leaves(db, doc_type, after, page_size, stale=False):
     """One page of rows and their changes (id and live leaf revs).
 
@@ -105,8 +98,13 @@ def _view_leaves(db, doc_type, after, page_size, stale=False):
     if all(_is_rev_list(row['value']) for row in rows):
         return rows, [Change(row['id'], row['value'], None, False, None) for row in rows]
     rows = _view_page(db, doc_type, after, page_size, stale=stale, include_docs=True)
-    return rows, [Change(row['id'], [row['doc']['_rev']] + row['doc'].get('_conflicts', []),
-                         row['doc'], False, None) for row in rows if row.get('doc')]
+    return rows, [Change(row['id'], live_leaves(row['doc']), row['doc'], False, None)
+                  for row in rows if row.get('doc')]
+
+
+def live_leaves(doc):
+    """A doc's live leaf revs, winner first, from a body read with conflicts."""
+    return [doc['_rev']] + doc.get('_conflicts', [])
 
 
 def _is_rev_list(value):
@@ -143,14 +141,13 @@ def migrating_leaves(db, doc_types, page_size):
     Without the view, the whole feed is read.
     """
     if has_doc_type_view(db):
-        refresh_doc_type_view(db)
+        db.update_view_index(*BY_DOC_TYPE)
         for changes, _position in scan_doc_type_view(db, doc_types, page_size, stale=True):
             yield [(c.id, c.leaf_revs) for c in changes], len(changes)
         return
     selection = DocTypeSelection(doc_types)
     for changes, _seq in scan_changes(db, page_size, conflicts=True):
-        yield [(c.id, [c.doc['_rev']] + c.doc.get('_conflicts', []))
-               for c in changes if selection.wants(c)], len(changes)
+        yield [(c.id, live_leaves(c.doc)) for c in changes if selection.wants(c)], len(changes)
 
 
 def leaf_pairs(changes):

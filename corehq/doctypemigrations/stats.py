@@ -1,7 +1,6 @@
 """Per-doc-type counts of both databases, from the couchapps ``all_docs/by_doc_type`` view."""
 from corehq.doctypemigrations.couch import CouchNotFound, DatabaseMissing
-
-VIEW = ('all_docs', 'by_doc_type')
+from corehq.doctypemigrations.selection import BY_DOC_TYPE
 
 
 class StatsViewMissing(Exception):
@@ -23,12 +22,12 @@ def doc_types_total(db, doc_types):
 
 def _query(db, **params):
     try:
-        return db.view(*VIEW, **params)['rows']
+        return db.view(*BY_DOC_TYPE, **params)['rows']
     except DatabaseMissing:
         raise
     except CouchNotFound:
         raise StatsViewMissing(
-            f"{db.display_url} has no _design/{VIEW[0]} view {VIEW[1]}: run "
+            f"{db.display_url} has no _design/{BY_DOC_TYPE[0]} view {BY_DOC_TYPE[1]}: run "
             f"`./manage.py sync_couch_views` to put the couchapps views on it") from None
 
 

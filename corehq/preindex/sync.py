@@ -32,14 +32,10 @@ def push_design_doc(db, doc_id, ddoc):
 
 
 def build_indexes(db, doc_id, ddoc):
-    """Query each view once so its index is built now, not by the first user.
-
-    No rows and no reduce: pouchdb-server would otherwise reduce every row of
-    a reduce view after building it, even for ``limit=0``.
-    """
+    """Query each view once so its index is built now, not by the first user."""
     ddoc_name = doc_id[len('_design/'):]
     for view_name in ddoc.get('views', {}):
-        db.view(ddoc_name, view_name, reduce=False, limit=0)
+        db.update_view_index(ddoc_name, view_name)
 
 
 def sync_database(db, placements, build=True, on_doc=None):
