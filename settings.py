@@ -50,6 +50,9 @@ DATABASES = {
     'default': dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'var' / 'state.sqlite3'}", conn_max_age=0),
 }
+if 'DATABASE_URL' not in os.environ:
+    # A fresh clone has no var/ yet, and SQLite does not create folders.
+    (BASE_DIR / 'var').mkdir(exist_ok=True)
 DEFAULT_AUTO_FIELD = 'django.db.models.BigAutoField'
 USE_TZ = True
 TIME_ZONE = 'UTC'

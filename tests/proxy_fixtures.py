@@ -2,10 +2,14 @@
 
 Import into a conftest (or a test module) to use::
 
-    from tests.proxy_fixtures import couch_proxy  # noqa: F401
+    from tests.proxy_fixtures import couch_proxy, proxied_dbs  # noqa: F401
 """
 import pytest
+from django.core.management import call_command
 
+from corehq.couchsettings import CouchSettingsHelper
+from corehq.doctypemigrations.couch import CouchDB
+from tests.conftest import bind_couchdbkit
 from tests.couchproxy import CouchProxy
 
 
@@ -16,3 +20,14 @@ def couch_proxy(couch_server):
     proxy = CouchProxy(couch_server.url).start()
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture
+def proxied_dbs(couch_proxy, db_prefix, settings, db, tmp_path, monkeypatch):
+    """users_migration's databases reached through the fault proxy."""
+    helper = CouchSettingsHelper(f"{couch_proxy.url}/{db_prefix}", settings.COUCHDB_APPS, ['users'])
+    settings.COUCH_SETTINGS_HELPER = helper
+    bind_couchdbkit(helper.get_couchdb_databases())
+    monkeypatch.chdir(tmp_path)
+    call_command('sync_couch_views', verbosity=0)
+    return couch_proxy, CouchDB(helper.db_url(None)), CouchDB(helper.db_url('users'))

@@ -3,29 +3,40 @@
 A document goes only when the target holds every live leaf revision the
 source has (as a leaf or in its history: docs edited in the target after the
 flip go too); every live leaf of it is deleted, so no conflict resurfaces in
-the source. Docs with revisions the target lacks are listed and left alone.
-Rerunning resumes: deleted docs are no longer of a migrating type in the source.
+the source. Docs with revisions the target lacks are listed and left alone,
+unless ``copy_missing`` copies those revisions into the target first (as
+--continuous would have: new_edits=false, which never deletes or overwrites
+what the target has). A doc counts as deleted only once the source shows no
+live leaf of it. Rerunning resumes: deleted docs are no longer listed.
+
+The phase moves to "cleaning" before the first deletion, which from then on
+refuses --continuous: it would mirror these deletions into the target.
 """
 import time
 import uuid
 from collections import namedtuple
 
-from corehq.doctypemigrations import checkpoints
-from corehq.doctypemigrations.loader import delete_revs
+from corehq.doctypemigrations import state as states
+from corehq.doctypemigrations.errors import CleanupRefused
+from corehq.doctypemigrations.loader import DocError, delete_revs, live_leaf_revs, write_docs
+from corehq.doctypemigrations.models import CLEANED, CLEANING, FOLLOWING
 from corehq.doctypemigrations.selection import migrating_leaves
 
-CleanupResult = namedtuple('CleanupResult', 'deleted differing errors')
-HEARTBEAT_MAX_AGE = 90  # seconds; a running --continuous beats at least every max_wait (30 s)
+CleanupResult = namedtuple('CleanupResult', 'deleted differing changed copied errors')
 
 
-class CleanupRefused(Exception):
-    pass
+def is_complete(result):
+    return not (result.differing or result.changed or result.errors)
 
 
-def check_can_clean_up(state, slug):
-    if not checkpoints.initial_complete(state):
-        raise CleanupRefused(f"{slug!r} has no completed initial migration: there is nothing "
-                             f"in the target to trust yet. Run --initial (and --continuous) first.")
+def begin(migrator, state, source, target, canary_wait):
+    """Check that no --continuous is copying, then record the cleaning phase
+    before anything is deleted: a follower that starts or commits after this
+    reads the phase and stops without writing."""
+    states.check('cleanup', state, migrator.slug)
+    check_not_following(state, source, target, migrator.all_doc_types[0], canary_wait)
+    if state.phase == FOLLOWING:
+        states.set_phase(state, CLEANING)
 
 
 def check_not_following(state, source, target, doc_type, canary_wait):
@@ -34,7 +45,7 @@ def check_not_following(state, source, target, doc_type, canary_wait):
     The heartbeat sees a follower using this state database; the canary (a doc
     written to the source, watched for in the target) sees any follower at all.
     """
-    if checkpoints.heartbeat_is_fresh(state, HEARTBEAT_MAX_AGE):
+    if states.heartbeat_is_fresh(state):
         raise CleanupRefused("A --continuous run is active (its heartbeat is fresh): stop it "
                              "with Ctrl-C first, or the cleanup's deletions would reach the target.")
     if canary_wait and _canary_arrives(source, target, doc_type, canary_wait):
@@ -56,30 +67,78 @@ def _canary_arrives(source, target, doc_type, wait):
         source.bulk_docs([{'_id': doc_id, '_rev': rev, '_deleted': True}])
 
 
-def clean_up(migrator, source, target, page_size=1000, dry_run=False, progress=None):
+def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missing=False, progress=None):
     """Delete from the source every migrating doc whose every live leaf the target holds."""
-    deleted, differing, errors = 0, [], []
+    totals = CleanupResult(0, [], [], 0, [])
     for leaves, scanned in migrating_leaves(source, migrator.all_doc_types, page_size):
-        same, different = _split_by_target(target, leaves)
-        differing.extend(different)
-        if not dry_run:
-            errors.extend(delete_revs(source, [(doc_id, rev) for doc_id, revs in same for rev in revs]))
-        deleted += len(same)
+        page = _clean_page(source, target, dict(leaves), dry_run, copy_missing)
+        totals = CleanupResult(*(a + b for a, b in zip(totals, page)))
         if progress:
             progress.update(scanned)
-    return CleanupResult(deleted, differing, errors)
+    return totals
 
 
-def _split_by_target(target, leaves):
-    """(the (id, leaves) whose every leaf the target holds, ids of the others).
+def _clean_page(source, target, leaves, dry_run, copy_missing):
+    lacking = _lacking_in_target(target, leaves)
+    copied, errors = 0, []
+    if copy_missing and lacking and not dry_run:
+        copied_ids, errors = _copy_into_target(source, target, lacking)
+        copied = len(copied_ids)
+        lacking = {doc_id: revs for doc_id, revs in lacking.items() if doc_id not in copied_ids}
+    held = {doc_id: revs for doc_id, revs in leaves.items() if doc_id not in lacking}
+    if dry_run:
+        return CleanupResult(len(held), sorted(lacking), [], 0, [])
+    errors += delete_revs(source, [(doc_id, rev) for doc_id, revs in held.items() for rev in revs])
+    changed, live, retry_errors = _confirm_gone(source, target, list(held))
+    errors = [e for e in errors + retry_errors if e.id in live or e.id in lacking]
+    named = {e.id for e in errors}
+    errors += [DocError(doc_id, None, 'still live', 'a live revision is left after its deletion')
+               for doc_id in sorted(live - set(changed) - named)]
+    return CleanupResult(len(held) - len(live), sorted(lacking), changed, copied, errors)
+
+
+def _lacking_in_target(target, leaves):
+    """{doc id: the live source revs the target lacks}.
 
     ``_revs_diff`` answers from the rev trees alone, without the bodies, and
     says "not missing" for a rev the target has built on since.
     """
-    missing = target.revs_diff(dict(leaves)) if leaves else {}
-    same = [(doc_id, revs) for doc_id, revs in leaves if doc_id not in missing]
-    return same, [doc_id for doc_id, _revs in leaves if doc_id in missing]
+    missing = target.revs_diff(leaves) if leaves else {}
+    return {doc_id: entry['missing'] for doc_id, entry in missing.items()}
+
+
+def _copy_into_target(source, target, lacking):
+    """Copy the revisions the target lacks, with their history; returns (ids
+    copied, errors). Copies made this way add leaves, never remove any."""
+    pairs = [(doc_id, rev) for doc_id, revs in lacking.items() for rev in revs]
+    docs, gone = source.bulk_get(pairs)
+    errors = write_docs(target, docs)
+    failed = {e.id for e in errors} | {doc_id for doc_id, _rev in gone}
+    return {doc_id for doc_id in lacking if doc_id not in failed}, errors
+
+
+def _confirm_gone(source, target, doc_ids):
+    """(docs changed during the cleanup, docs with a live leaf left, errors).
+
+    A leaf that appeared after the doc was listed (a late writer, a new
+    conflict) is deleted too if the target holds it; otherwise the doc stays
+    and is reported as changed during the cleanup.
+    """
+    live = _still_live(source, doc_ids)
+    if not live:
+        return [], set(), []
+    leaves = {doc_id: live_leaf_revs(source, doc_id) for doc_id in live}
+    lacking = _lacking_in_target(target, leaves)
+    errors = delete_revs(source, [(doc_id, rev) for doc_id, revs in leaves.items()
+                                  if doc_id not in lacking for rev in revs])
+    live = set(_still_live(source, live))
+    return sorted(live & set(lacking)), live, errors
+
+
+def _still_live(db, doc_ids):
+    winners = db.winning_revs(doc_ids) if doc_ids else {}
+    return [doc_id for doc_id in doc_ids if doc_id in winners and not winners[doc_id][1]]
 
 
 def mark_complete(state):
-    checkpoints.save_progress(state, cleanup_complete=True)
+    states.set_phase(state, CLEANED)

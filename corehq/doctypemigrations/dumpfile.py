@@ -9,19 +9,9 @@ import os
 
 import orjson
 
+from corehq.doctypemigrations.errors import CorruptDumpFile, DumpFileError, DumpFileMismatch
+
 FORMAT = 'doctype-migration-dump/1'
-
-
-class DumpFileError(Exception):
-    pass
-
-
-class CorruptDumpFile(DumpFileError):
-    pass
-
-
-class DumpFileMismatch(DumpFileError):
-    pass
 
 
 def make_header(slug, source_name, target_name, doc_types, start_seq):
@@ -99,7 +89,8 @@ class DumpWriter:
 
 
 def read_batches(path, offset, max_bytes, max_docs):
-    """Yield (raw JSON lines, offset after them) from ``offset`` to the end.
+    """Yield (lines, offset after them) from ``offset`` to the end, each line
+    as (raw JSON, the offset it starts at).
 
     Every line is checked to be a whole JSON object before it is handed on, so
     a truncated or damaged file stops the load with the line's position.
@@ -109,14 +100,31 @@ def read_batches(path, offset, max_bytes, max_docs):
         batch, size = [], 0
         for line in f:
             _check_line(path, line, offset)
+            batch.append((line.rstrip(b'\n'), offset))
             offset += len(line)
-            batch.append(line.rstrip(b'\n'))
             size += len(line)
             if size >= max_bytes or len(batch) >= max_docs:
                 yield batch, offset
                 batch, size = [], 0
         if batch:
             yield batch, offset
+
+
+def read_lines_at(path, offsets):
+    """The lines starting at ``offsets``, as (raw JSON, offset)."""
+    lines = []
+    with open(path, 'rb') as f:
+        for offset in offsets:
+            f.seek(offset)
+            line = f.readline()
+            _check_line(path, line, offset)
+            lines.append((line.rstrip(b'\n'), offset))
+    return lines
+
+
+def id_and_rev(raw):
+    doc = orjson.loads(raw)
+    return doc.get('_id'), doc.get('_rev')
 
 
 def _check_line(path, line, offset):

@@ -10,28 +10,32 @@ For each changed document (the last row per id in a batch wins):
   always matches the source.
 A checkpoint is written only after the target acknowledged the batch; replaying
 from any checkpoint is harmless because every write is idempotent.
+
+Only one follower runs per migration (a claim with a heartbeat), and before
+each write it reads the phase again: once a cleanup has started, the source's
+deletions must never reach the target, which is the live database by then.
 """
 import time
 from collections import namedtuple
 
-from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.couch import CouchHTTPError, CouchUnreachable
-from corehq.doctypemigrations.loader import delete_revs, write_docs
+from corehq.doctypemigrations.errors import ContinuousWriteFailed, FollowerStopped
+from corehq.doctypemigrations.heartbeat import Heartbeat
+from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs, write_docs
+from corehq.doctypemigrations.models import FOLLOWING
 from corehq.doctypemigrations.selection import fetch_leaves, is_replicated_id, parse_change
 
-FollowSettings = namedtuple('FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms retry_delays max_failures')
+FollowSettings = namedtuple(
+    'FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms retry_delays max_failures heartbeat_seconds',
+    defaults=(states.HEARTBEAT_SECONDS,))
 DEFAULT_SETTINGS = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=30.0, heartbeat_ms=5000,
                                   retry_delays=(1, 2, 4, 8, 16, 30), max_failures=None)
 
-
-class NotReadyToFollow(Exception):
-    pass
-
-
-class ContinuousWriteFailed(Exception):
-    def __init__(self, errors):
-        super().__init__(f"{len(errors)} documents were refused by the target")
-        self.errors = errors
+# A doc whose target copy differs from the source in a way no copy can mend.
+Divergence = namedtuple('Divergence', 'doc_id revs cause')
+TARGET_ONLY_LEAF = 'target-only leaf'
+CONFLICT_DELETED_IN_TARGET = 'conflict deleted in target'
 
 
 class FollowerEvents:
@@ -46,16 +50,8 @@ class FollowerEvents:
     def retrying(self, error, delay):
         pass
 
-
-def check_can_follow(state, slug):
-    if not checkpoints.initial_complete(state):
-        raise NotReadyToFollow(
-            f"{slug!r} has no completed initial migration: run --initial first; "
-            f"--continuous tops off from the seq that --initial recorded.")
-    if state.cleanup_complete:
-        raise NotReadyToFollow(
-            f"{slug!r} has been cleaned up: the migrated docs were deleted from the source, and "
-            f"following the source now would mirror those deletions into the target.")
+    def diverged(self, divergence):
+        pass
 
 
 def is_transient(error):
@@ -94,7 +90,8 @@ class ChangesFollower:
         self.settings = settings
         self.events = events or FollowerEvents()
         self.batch = _Batch()
-        self._last_beat = 0
+        self.failures = 0
+        self._heartbeat = None
 
     def run(self, stop=lambda: False, until_caught_up=False):
         """Follow until ``stop()`` is true (or the feed's end, with ``until_caught_up``).
@@ -102,39 +99,46 @@ class ChangesFollower:
         Transient failures (server gone, 5xx) are retried with backoff from the
         last checkpoint; Ctrl-C commits what was read, then stops.
         """
-        failures = 0
+        owner = states.new_owner()
+        states.claim_follower(self.state, owner)
+        self._heartbeat = Heartbeat(self.state, owner, self.settings.heartbeat_seconds)
+        self._heartbeat.start()
         try:
-            while True:
-                try:
-                    self._follow(stop, until_caught_up)
-                    return
-                except Exception as error:
-                    if not is_transient(error):
-                        raise
-                    failures += 1
-                    self._back_off(error, failures)
+            self._run(stop, until_caught_up)
         except KeyboardInterrupt:
             self._commit_quietly()
             raise
         finally:
-            checkpoints.stop_beating(self.state)
+            self._heartbeat.stop()
+            states.release_follower(self.state, owner)
 
-    def _back_off(self, error, failures):
+    def _run(self, stop, until_caught_up):
+        while True:
+            try:
+                self._follow(stop, until_caught_up)
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                self.failures += 1
+                self._back_off(error)
+
+    def _back_off(self, error):
         limit = self.settings.max_failures
-        if limit is not None and failures > limit:
+        if limit is not None and self.failures > limit:
             raise error
         delays = self.settings.retry_delays
-        delay = delays[min(failures, len(delays)) - 1]
+        delay = delays[min(self.failures, len(delays)) - 1]
         self.events.retrying(error, delay)
         self.batch = _Batch()  # re-read from the checkpoint: nothing read since counts
         time.sleep(delay)
 
     def _follow(self, stop, until_caught_up):
-        since = checkpoints.latest_checkpoint(self.state)
+        since = states.latest_checkpoint(self.state)
         announced = False
         while not stop():
-            self._beat()
             page = self.source.changes(since=since, limit=self.settings.batch_size, include_docs=True)
+            self.failures = 0  # the server answers again: the next failure starts the backoff over
             rows = page['results']
             since = page['last_seq']
             self.batch.add([parse_change(row) for row in rows], since)
@@ -152,17 +156,24 @@ class ChangesFollower:
                     return
                 self.source.wait_for_change(since, self.settings.max_wait, self.settings.heartbeat_ms)
 
-    def _beat(self):
-        if time.monotonic() - self._last_beat >= 1:
-            checkpoints.beat(self.state)
-            self._last_beat = time.monotonic()
+    def _check_still_allowed(self):
+        """Before any write: is this run still the follower, in the following phase?"""
+        if self._heartbeat.lost.is_set():
+            raise FollowerStopped(f"Another --continuous of {self.state.slug!r} took over the claim "
+                                  f"(this run's heartbeat had lapsed): this one stopped without writing.")
+        if states.current_phase(self.state) != FOLLOWING:
+            raise FollowerStopped(
+                f"The cleanup of {self.state.slug!r} has started: --continuous stopped without "
+                f"writing what it had read, so the cleanup's deletions never reach the target.")
 
     def _commit(self):
         batch = self.batch
         if not batch.rows:
             return
-        apply_changes(self.source, self.target, self.selection, list(batch.changes.values()))
-        checkpoints.save_checkpoint(self.state, batch.last_seq)
+        self._check_still_allowed()
+        for divergence in apply_changes(self.source, self.target, self.selection, list(batch.changes.values())):
+            self.events.diverged(divergence)
+        states.save_checkpoint(self.state, batch.last_seq)
         self.batch = _Batch()
         self.events.committed(batch.rows, batch.last_seq)
 
@@ -174,7 +185,10 @@ class ChangesFollower:
 
 
 def apply_changes(source, target, selection, changes):
-    """Bring the target's copies of these docs in line with the source."""
+    """Bring the target's copies of these docs in line with the source.
+
+    Returns the docs whose copy still differs in a way a copy cannot mend.
+    """
     changes = [c for c in changes if is_replicated_id(c.id)]
     wanted = [c for c in changes if selection.wants(c)]
     others = [c for c in changes if not selection.wants(c)]
@@ -184,12 +198,15 @@ def apply_changes(source, target, selection, changes):
                and not in_target[c.id][1]]
     docs, _missing = fetch_leaves(source, wanted + tombstones)
     errors = write_docs(target, docs)
+    divergences = []
     for doc_id, live_revs in _stemmed(docs).items():
-        errors.extend(delete_live_leaves(target, doc_id, keep=live_revs))
+        divergences.extend(_repair_stemmed(source, target, doc_id, live_revs, errors))
     for change in retyped:
-        errors.extend(delete_live_leaves(target, change.id))
+        errors.extend(delete_revs(target, [(change.id, rev) for rev in live_leaf_revs(target, change.id)]))
     if errors:
-        raise ContinuousWriteFailed(errors)
+        raise ContinuousWriteFailed(f"{len(errors)} documents were refused by the target; the "
+                                    f"checkpoint was not moved past them", errors)
+    return divergences + _conflicts_deleted_in_target(target, docs)
 
 
 def _stemmed(docs):
@@ -208,7 +225,31 @@ def _stemmed(docs):
     return {doc_id: live.get(doc_id, set()) for doc_id in stemmed}
 
 
-def delete_live_leaves(db, doc_id, keep=()):
-    """Delete every live leaf of a doc but ``keep``, so no other leaf resurfaces as its winner."""
-    live = [item['ok'] for item in db.open_revs(doc_id) if 'ok' in item and not item['ok'].get('_deleted')]
-    return delete_revs(db, [(doc_id, doc['_rev']) for doc in live if doc['_rev'] not in keep])
+def _repair_stemmed(source, target, doc_id, live_revs, errors):
+    """Delete the target's other live leaves that the source's rev tree knows
+    (the source built past them); keep a leaf the source never had, which was
+    written in the target (after the flip), and report it."""
+    others = [rev for rev in live_leaf_revs(target, doc_id) if rev not in live_revs]
+    unknown = set(source.revs_diff({doc_id: others}).get(doc_id, {}).get('missing', ())) if others else set()
+    errors.extend(delete_revs(target, [(doc_id, rev) for rev in others if rev not in unknown]))
+    return [Divergence(doc_id, sorted(unknown), TARGET_ONLY_LEAF)] if unknown else []
+
+
+def _conflicts_deleted_in_target(target, docs):
+    """Conflicted docs whose live source leaves the target holds only as deleted.
+
+    A doc that left the migration's doc types had every live leaf deleted in
+    the target; when it comes back, CouchDB cannot revive those leaves, so a
+    conflict the source still has is missing from the target.
+    """
+    live = {}
+    for doc in docs:
+        if not doc.get('_deleted'):
+            live.setdefault(doc['_id'], set()).add(doc['_rev'])
+    divergences = []
+    for doc_id, revs in live.items():
+        if len(revs) > 1:
+            lost = revs - set(live_leaf_revs(target, doc_id))
+            if lost:
+                divergences.append(Divergence(doc_id, sorted(lost), CONFLICT_DELETED_IN_TARGET))
+    return divergences

@@ -3,13 +3,17 @@
 Order matters for losing nothing: the source seq is recorded before the first
 document is read, so everything written while the dump runs is replayed by
 --continuous from that seq. Progress is recorded only after the file is
-synced (dump) or the target acknowledged (load), so a killed run resumes.
+synced (dump) or the target acknowledged (load), so a killed run resumes. A
+revision the target refuses is recorded with the load position that passes
+it, and the phase cannot complete while one remains.
 """
 import os
 from collections import namedtuple
 
-from corehq.doctypemigrations import checkpoints, dumpfile
-from corehq.doctypemigrations.loader import write_raw
+from corehq.doctypemigrations import dumpfile, state as states
+from corehq.doctypemigrations.errors import LoadFailed
+from corehq.doctypemigrations.loader import DocError, write_raw
+from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.progress import no_progress
 from corehq.doctypemigrations.selection import (
     DocTypeSelection, fetch_leaves, has_doc_type_view, scan_changes, scan_doc_type_view,
@@ -19,38 +23,33 @@ from corehq.doctypemigrations.stats import doc_types_total
 InitialSettings = namedtuple('InitialSettings', 'page_size batch_bytes batch_docs')
 DEFAULT_SETTINGS = InitialSettings(page_size=1000, batch_bytes=4 * 1024 * 1024, batch_docs=1000)
 
-InitialResult = namedtuple('InitialResult', 'docs_dumped docs_loaded original_seq missing_revs')
-
-
-class InitialAlreadyComplete(Exception):
-    pass
-
-
-class LoadFailed(Exception):
-    def __init__(self, errors):
-        super().__init__(f"{len(errors)} documents were refused by the target")
-        self.errors = errors
+InitialResult = namedtuple('InitialResult', 'docs_dumped docs_loaded original_seq missing_revs retried')
 
 
 def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, progress=no_progress):
-    state = checkpoints.get_state(migrator)
-    if checkpoints.initial_complete(state):
-        raise InitialAlreadyComplete(
-            f"The initial migration of {migrator.slug!r} is already complete; "
-            f"run --continuous to keep the target up to date.")
     source_info = source.info()  # fail on a missing or unreachable database before writing anything
     target.info()
+    ident = states.identity(migrator, source, target)
+    state = states.load(migrator, ident)
+    states.check('initial', state, migrator.slug)
     if state is None:
-        state = checkpoints.create_state(migrator, source_info['update_seq'])
+        state = states.create(migrator, ident, source_info['update_seq'])
     header = dumpfile.make_header(migrator.slug, source.name, target.name, migrator.all_doc_types,
-                                  checkpoints.original_seq(state))
+                                  states.original_seq(state))
     header_end = _prepare_dump_file(state, dump_path, header)
     missing = 0
-    if not state.dump_complete:
+    if state.phase != LOADING:
         missing = _dump(state, migrator, source, dump_path, settings, progress)
+        states.set_phase(state, LOADING)
+    retried = _retry_refusals(state, target, dump_path)
     _load(state, target, dump_path, header_end, settings, progress)
-    checkpoints.save_checkpoint(state, checkpoints.original_seq(state))
-    return InitialResult(state.docs_dumped, state.docs_loaded, checkpoints.original_seq(state), missing)
+    refused = states.refusals(state)
+    if refused:
+        raise LoadFailed(f"{len(refused)} documents were refused by the target; the initial phase "
+                         f"is not complete, and a rerun of --initial sends them again",
+                         [DocError(r.doc_id, r.rev, r.error, r.reason) for r in refused])
+    states.complete_initial(state)
+    return InitialResult(state.docs_dumped, state.docs_loaded, states.original_seq(state), missing, retried)
 
 
 def _prepare_dump_file(state, dump_path, header):
@@ -59,8 +58,9 @@ def _prepare_dump_file(state, dump_path, header):
     if state.dump_offset and os.path.exists(dump_path):
         return dumpfile.check_header(dump_path, header)
     header_end = dumpfile.create(dump_path, header)
-    checkpoints.save_progress(state, dump_since=None, dump_offset=header_end, dump_complete=False,
-                              docs_dumped=0, load_offset=0, docs_loaded=0)
+    state.refusals.all().delete()  # their offsets pointed into the file just replaced
+    states.save_progress(state, phase=states.DUMPING, dump_since=None, dump_offset=header_end,
+                         docs_dumped=0, load_offset=0, docs_loaded=0)
     return header_end
 
 
@@ -73,11 +73,9 @@ def _dump(state, migrator, source, dump_path, settings, progress):
             docs, missing_revs = fetch_leaves(source, wanted)
             missing += len(missing_revs)
             writer.write(docs)
-            checkpoints.save_progress(state, dump_offset=writer.sync(),
-                                      dump_since=checkpoints.encode_seq(position),
-                                      docs_dumped=state.docs_dumped + len(docs))
+            states.save_progress(state, dump_offset=writer.sync(), dump_since=states.encode_seq(position),
+                                 docs_dumped=state.docs_dumped + len(docs))
             bar.update(scanned)
-    checkpoints.save_progress(state, dump_complete=True)
     return missing
 
 
@@ -87,7 +85,7 @@ def _enumerate(state, migrator, source, settings):
     progress bar needs it, and on pouchdb-server a count reads the view's rows).
     The by_doc_type view is read when the source has it (recorded as
     ``{'view': key}``), else the whole ``_changes`` feed (``{'changes': seq}``)."""
-    position = checkpoints.decode_seq(state.dump_since) or {}
+    position = states.decode_seq(state.dump_since) or {}
     by_view = 'view' in position if position else has_doc_type_view(source)
     if by_view:
         pages = scan_doc_type_view(source, migrator.all_doc_types, settings.page_size, position.get('view'))
@@ -105,15 +103,42 @@ def _feed_size(info):
 
 def _load(state, target, dump_path, header_end, settings, progress):
     offset = max(state.load_offset, header_end)
-    errors = []
     with progress('Loading', total=state.docs_dumped, initial=state.docs_loaded, unit='docs') as bar:
-        for raw_docs, end in dumpfile.read_batches(dump_path, offset, settings.batch_bytes,
-                                                   settings.batch_docs):
-            errors.extend(write_raw(target, raw_docs))
-            checkpoints.save_progress(state, load_offset=end, docs_loaded=state.docs_loaded + len(raw_docs))
-            bar.update(len(raw_docs))
-    if errors:
-        # A rerun loads the whole file again (harmless: the writes are idempotent)
-        # so the refused documents get another chance once their cause is fixed.
-        checkpoints.save_progress(state, load_offset=header_end, docs_loaded=0)
-        raise LoadFailed(errors)
+        for lines, end in dumpfile.read_batches(dump_path, offset, settings.batch_bytes, settings.batch_docs):
+            refused = _refused_lines(lines, write_raw(target, [raw for raw, _at in lines]))
+            states.save_load_progress(state, end, state.docs_loaded + len(lines), refused)
+            bar.update(len(lines))
+
+
+def _retry_refusals(state, target, dump_path):
+    """Send the revisions refused by an earlier run again; returns how many went in."""
+    refused = states.refusals(state)
+    if not refused:
+        return 0
+    lines = dumpfile.read_lines_at(dump_path, [r.dump_offset for r in refused])
+    still = {offset for _error, offset in _refused_lines(lines, write_raw(target, [raw for raw, _at in lines]))}
+    gone = [r.dump_offset for r in refused if r.dump_offset not in still]
+    states.forget_refusals(state, gone)
+    return len(gone)
+
+
+def _refused_lines(lines, errors):
+    """(error, dump offset of its line) for each refused revision.
+
+    A _bulk_docs error row names the doc's id, not always its rev: without a
+    matching rev it is recorded for every line of that id in the batch (a
+    retry clears the ones that went in), and a row matching nothing for every
+    line, so that no refusal is ever dropped.
+    """
+    if not errors:
+        return []
+    by_id = {}
+    for raw, at in lines:
+        doc_id, rev = dumpfile.id_and_rev(raw)
+        by_id.setdefault(doc_id, []).append((rev, at))
+    refused = []
+    for error in errors:
+        leaves = by_id.get(error.id) or [(None, at) for _raw, at in lines]
+        exact = [at for rev, at in leaves if rev == error.rev]
+        refused.extend((error, at) for at in (exact or [at for _rev, at in leaves]))
+    return refused

@@ -12,10 +12,6 @@ from corehq.doctypemigrations.couch import RequestTooLarge
 DocError = namedtuple('DocError', 'id rev error reason')
 
 
-class DocTooLarge(Exception):
-    pass
-
-
 def bulk_body(raw_docs):
     return b'{"new_edits":false,"docs":[' + b','.join(raw_docs) + b']}'
 
@@ -52,12 +48,12 @@ def delete_revs(db, id_revs):
     conflicted = {e.id for e in errors if e.error == 'conflict'}
     wanted_gone = set(id_revs)
     still_live = [DocError(doc_id, rev, 'conflict', 'the revision is still live')
-                  for doc_id in conflicted for rev in _live_leaves(db, doc_id)
+                  for doc_id in conflicted for rev in live_leaf_revs(db, doc_id)
                   if (doc_id, rev) in wanted_gone]
     return [e for e in errors if e.error != 'conflict'] + still_live
 
 
-def _live_leaves(db, doc_id):
+def live_leaf_revs(db, doc_id):
     return [leaf['ok']['_rev'] for leaf in db.open_revs(doc_id)
             if 'ok' in leaf and not leaf['ok'].get('_deleted')]
 
@@ -68,10 +64,3 @@ def _doc_errors(rows):
 
 def write_docs(target, docs):
     return write_raw(target, [orjson.dumps(doc) for doc in docs])
-
-
-def describe_errors(errors, limit=20):
-    lines = [f"  {e.id} {e.rev or ''}: {e.error} ({e.reason})" for e in errors[:limit]]
-    if len(errors) > limit:
-        lines.append(f"  ... and {len(errors) - limit} more")
-    return '\n'.join(lines)

@@ -25,9 +25,9 @@ class Migrator:
         return f"Migrator({self.slug!r})"
 
     @property
-    def fingerprint(self):
-        """Changes whenever what the migrator moves changes, so that a
-        checkpoint is never reused for a different migration."""
+    def legacy_fingerprint(self):
+        """The fingerprint of states recorded before it named the real
+        databases and servers (see ``state.identity``)."""
         identity = {'source': self.source_db_name, 'target': self.target_db_name,
                     'doc_types': sorted(self.all_doc_types)}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

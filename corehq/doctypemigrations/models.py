@@ -1,20 +1,27 @@
 from django.db import models
 
+# The phases of one migration, in order. A migration with no row is "new".
+DUMPING, LOADING, FOLLOWING, CLEANING, CLEANED = 'dumping', 'loading', 'following', 'cleaning', 'cleaned'
+PHASE_CHOICES = [(phase, phase) for phase in (DUMPING, LOADING, FOLLOWING, CLEANING, CLEANED)]
+
 
 class DocTypeMigration(models.Model):
     """The state of one migrator, by slug. Seqs are stored as JSON text: on
     clusters they are opaque strings, on pouchdb-server integers."""
     slug = models.CharField(max_length=100, unique=True)
+    phase = models.CharField(max_length=20, choices=PHASE_CHOICES, default=DUMPING)
     fingerprint = models.CharField(max_length=64)
+    # What the fingerprint was made of, readable: databases, servers, doc types.
+    identity = models.TextField(default='', blank=True)
     original_seq = models.TextField()
     dump_since = models.TextField(null=True, blank=True)
     dump_offset = models.BigIntegerField(default=0)
-    dump_complete = models.BooleanField(default=False)
     docs_dumped = models.BigIntegerField(default=0)
     load_offset = models.BigIntegerField(default=0)
     docs_loaded = models.BigIntegerField(default=0)
-    cleanup_complete = models.BooleanField(default=False)
     continuous_heartbeat = models.DateTimeField(null=True, blank=True)
+    # host:pid:nonce of the --continuous run holding the follower's claim.
+    follower_owner = models.CharField(max_length=200, null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):
@@ -32,3 +39,22 @@ class DocTypeMigrationCheckpoint(models.Model):
     class Meta:
         get_latest_by = 'timestamp'
         ordering = ['-timestamp', '-id']
+
+
+class DocTypeMigrationRefusal(models.Model):
+    """A revision the target refused while loading the dump. While one
+    remains, the initial phase is not complete; a rerun retries it."""
+    migration = models.ForeignKey(DocTypeMigration, on_delete=models.CASCADE,
+                                  related_name='refusals')
+    doc_id = models.TextField()
+    rev = models.CharField(max_length=200)
+    error = models.CharField(max_length=200)
+    reason = models.TextField(blank=True, default='')
+    # Where the revision's line starts in the dump file, to send it again.
+    dump_offset = models.BigIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ['dump_offset']
+        constraints = [models.UniqueConstraint(fields=['migration', 'dump_offset'],
+                                               name='one_refusal_per_dump_line')]

@@ -1,10 +1,7 @@
 """Per-doc-type counts of both databases, from the couchapps ``all_docs/by_doc_type`` view."""
 from corehq.doctypemigrations.couch import CouchNotFound, DatabaseMissing
+from corehq.doctypemigrations.errors import StatsViewMissing
 from corehq.doctypemigrations.selection import BY_DOC_TYPE
-
-
-class StatsViewMissing(Exception):
-    pass
 
 
 def doc_type_counts(db):
@@ -29,13 +26,3 @@ def _query(db, **params):
         raise StatsViewMissing(
             f"{db.display_url} has no _design/{BY_DOC_TYPE[0]} view {BY_DOC_TYPE[1]}: run "
             f"`./manage.py sync_couch_views` to put the couchapps views on it") from None
-
-
-def count_table(doc_types, source_counts, target_counts):
-    """Lines of the guide's table: doc_type, Source, Target, sorted by doc type."""
-    width = max([32] + [len(t) + 2 for t in doc_types])  # the guide's layout
-    lines = [f"{'doc_type':^{width - 1}} {'Source':<8}Target"]
-    for doc_type in sorted(doc_types):
-        lines.append(f"{doc_type:<{width}}{source_counts.get(doc_type, 0):<8}"
-                     f"{target_counts.get(doc_type, 0)}")
-    return lines

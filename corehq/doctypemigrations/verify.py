@@ -6,9 +6,13 @@ source seen from the target side only catches docs the source never had.
 """
 from collections import Counter, namedtuple
 
+from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
 from corehq.doctypemigrations.selection import DocTypeSelection, is_replicated_id, scan_changes
 
 EQUAL, MISSING, STALE, EXTRA = 'equal', 'missing in target', 'stale', 'extra'
+# Stale in a way that no --continuous will mend (see follower.Divergence).
+CONFLICT_DELETED, TARGET_ONLY = CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
+OUTCOMES = (EQUAL, MISSING, STALE, CONFLICT_DELETED, TARGET_ONLY, EXTRA)
 VerifyResult = namedtuple('VerifyResult', 'counts differing')
 
 
@@ -35,6 +39,25 @@ def compare(change, wanted, target_summary):
     return STALE if change.deleted else EXTRA
 
 
+def explain_stale(source, target, change, target_summary):
+    """Name the cause when only the conflicts differ, and no copy can mend it:
+    live source conflicts the target holds only as deleted, or target leaves
+    the source never had. Anything else is STALE: --continuous is behind."""
+    source_summary = summary(change.doc['_rev'], False, change.doc)
+    if source_summary[:2] != target_summary[:2]:
+        return STALE
+    lost, extra = source_summary[2] - target_summary[2], target_summary[2] - source_summary[2]
+    if lost and not extra and not _missing(target, change.id, lost):
+        return CONFLICT_DELETED
+    if extra and not lost and _missing(source, change.id, extra) == extra:
+        return TARGET_ONLY
+    return STALE
+
+
+def _missing(db, doc_id, revs):
+    return set(db.revs_diff({doc_id: sorted(revs)}).get(doc_id, {}).get('missing', ()))
+
+
 def verify(migrator, source, target, page_size=1000, keep=20):
     selection = DocTypeSelection(migrator.all_doc_types)
     counts, differing = Counter(), []
@@ -49,7 +72,10 @@ def verify(migrator, source, target, page_size=1000, keep=20):
         changes = [c for c in changes if is_replicated_id(c.id)]
         in_target = winners_with_conflicts(target, [c.id for c in changes])
         for change in changes:
-            record(change.id, compare(change, selection.wants(change), in_target.get(change.id)))
+            outcome = compare(change, selection.wants(change), in_target.get(change.id))
+            if outcome == STALE and selection.wants(change):
+                outcome = explain_stale(source, target, change, in_target[change.id])
+            record(change.id, outcome)
     for changes, _seq in scan_changes(target, page_size):
         live = [c.id for c in changes if is_replicated_id(c.id) and not c.deleted]
         known = {row['key'] for row in source.all_docs(keys=live) if 'value' in row} if live else set()

@@ -4,7 +4,7 @@ import subprocess
 import pytest
 from django.core.management.base import CommandError
 
-from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.cleanup import CleanupRefused, check_not_following
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
@@ -46,7 +46,7 @@ def test_cleanup_deletes_every_migrated_doc_and_leaves_the_rest(migration_dbs):
     # every leaf went, so no conflict resurfaces
     assert source.get('conflicted') is None
     assert live_ids(target) >= set(migrating)
-    assert checkpoints.get_state(users_migration).cleanup_complete
+    assert states.get(users_migration.slug).phase == 'cleaned'
     stats = run('user_db_migration', '--stats')
     counts = {line.split()[0]: line.split()[1:] for line in stats.splitlines()[4:]}
     assert counts['CommCareUser'][0] == '0' and int(counts['CommCareUser'][1]) > 0
@@ -61,7 +61,7 @@ def test_cleanup_leaves_docs_whose_target_rev_differs(migration_dbs):
         run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
     assert source.get('m2')['changed'] is True
     assert source.get('m3') is None
-    assert not checkpoints.get_state(users_migration).cleanup_complete
+    assert not states.get(users_migration.slug).phase == 'cleaned'
 
 
 def test_dry_run_deletes_nothing(migration_dbs):
@@ -83,7 +83,7 @@ def test_continuous_refuses_after_cleanup(migration_dbs):
 def test_cleanup_refuses_while_a_heartbeat_is_fresh(migration_dbs):
     source, _ = migration_dbs
     migrated_and_flipped(source)
-    checkpoints.beat(checkpoints.get_state(users_migration))
+    states.claim_follower(states.get(users_migration.slug), 'another-host:4242:abc')
     with pytest.raises(CommandError, match='heartbeat is fresh'):
         run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
     assert source.get('m0') is not None
@@ -92,7 +92,7 @@ def test_cleanup_refuses_while_a_heartbeat_is_fresh(migration_dbs):
 def test_the_canary_sees_a_follower_this_state_db_does_not_know(migration_dbs, subprocess_env, tmp_path):
     source, target = migration_dbs
     migrated_and_flipped(source)
-    state = checkpoints.get_state(users_migration)
+    state = states.get(users_migration.slug)
     # another machine's --continuous, with a state database of its own
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
@@ -115,6 +115,9 @@ def test_delete_doc_conflicts_keeps_winners(migration_dbs):
     source, _ = migration_dbs
     winner, loser = make_conflicted(source, 'c1', {'doc_type': 'Group'}, {'doc_type': 'Group', 'old': 1})
     make_conflicted(source, 'c2', {'doc_type': 'Domain'})
+    with pytest.raises(CommandError, match='no completed initial'):
+        call_command('delete_doc_conflicts', stdout=StringIO())
+    run('user_db_migration', '--initial')
     out = StringIO()
     call_command('delete_doc_conflicts', stdout=out)
     assert 'deleted 1 losing revisions of 1 conflicted docs' in out.getvalue()

@@ -3,7 +3,7 @@ import pytest
 from django.core.management.base import CommandError
 
 from corehq.couchsettings import CouchSettingsHelper
-from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.migrator import Migrator
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.helpers import run
@@ -68,7 +68,7 @@ def test_unreachable_server_is_one_clear_line(db, settings, couch_settings):
     message = str(excinfo.value)
     assert 'Cannot reach http://admin:****@127.0.0.1:9/commcarehq' in message
     assert 'connection refused' in message and 'hunter2' not in message
-    assert checkpoints.get_state(users_migration) is None
+    assert states.get(users_migration.slug) is None
 
 
 def test_unknown_host_is_one_clear_line(db, settings, couch_settings):
@@ -85,7 +85,7 @@ def test_wrong_credentials_are_named_without_the_password(db, settings, couch_se
         run('user_db_migration', '--initial')
     assert 'refused the credentials' in str(excinfo.value) and 'admin:****@' in str(excinfo.value)
     assert 'hunter2' not in str(excinfo.value)
-    assert checkpoints.get_state(users_migration) is None
+    assert states.get(users_migration.slug) is None
 
 
 def test_missing_target_database_is_named_and_nothing_is_recorded(couch_settings, source_db, db, tmp_path,
@@ -94,7 +94,7 @@ def test_missing_target_database_is_named_and_nothing_is_recorded(couch_settings
     source_db.put({'_id': 'u', 'doc_type': 'CommCareUser'})
     with pytest.raises(CommandError, match=rf"database .*{couch_settings.full_db_name('users')} does not exist"):
         run('user_db_migration', '--initial')
-    assert checkpoints.get_state(users_migration) is None
+    assert states.get(users_migration.slug) is None
     assert not (tmp_path / 'user_db_migration.log').exists()
 
 
@@ -115,8 +115,9 @@ def test_verbosity_zero_is_quiet(migration_dbs):
     assert run('user_db_migration', '--continuous', '--until-caught-up', verbosity=0) == ''
 
 
-def test_missing_state_tables_say_which_migrate_to_run(couch_settings, subprocess_env, tmp_path):
+def test_missing_state_tables_say_which_migrate_to_run(couch_settings, source_db, target_db, subprocess_env,
+                                                       tmp_path):
     from tests.doctypemigrations.helpers import manage_py
     result = manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial', cwd=tmp_path)
     assert result.returncode != 0
-    assert 'migrate doctypemigrations 0001' in result.stderr and 'Traceback' not in result.stderr
+    assert 'migrate doctypemigrations 0003_phases_and_refusals' in result.stderr and 'Traceback' not in result.stderr

@@ -6,28 +6,14 @@ import threading
 import time
 
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from corehq.couchsettings import CouchSettingsHelper
-from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.couch import CouchDB
 from corehq.doctypemigrations.migrator_instances import users_migration
-from tests.conftest import bind_couchdbkit
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import manage_py, put_history, rev, run, visible_trees
-from tests.proxy_fixtures import couch_proxy  # noqa: F401
-
-
-@pytest.fixture
-def proxied_dbs(couch_proxy, db_prefix, settings, db, tmp_path, monkeypatch):
-    """users_migration's databases reached through the fault proxy."""
-    helper = CouchSettingsHelper(f"{couch_proxy.url}/{db_prefix}", settings.COUCHDB_APPS, ['users'])
-    settings.COUCH_SETTINGS_HELPER = helper
-    bind_couchdbkit(helper.get_couchdb_databases())
-    monkeypatch.chdir(tmp_path)
-    call_command('sync_couch_views', verbosity=0)
-    return couch_proxy, CouchDB(helper.db_url(None)), CouchDB(helper.db_url('users'))
+from tests.proxy_fixtures import couch_proxy, proxied_dbs  # noqa: F401
 
 
 def test_a_413_splits_the_batch_until_it_fits(proxied_dbs):
@@ -56,7 +42,7 @@ def test_a_forbidden_doc_in_a_201_is_reported_and_the_phase_fails(proxied_dbs):
     proxy.inject_doc_errors = {'m5': ('forbidden', 'not on my watch')}
     with pytest.raises(CommandError, match=r'(?s)1 documents were refused.*m5.*forbidden.*not on my watch'):
         run('user_db_migration', '--initial')
-    assert not checkpoints.initial_complete(checkpoints.get_state(users_migration))
+    assert not states.initial_complete(states.get(users_migration.slug))
     proxy.inject_doc_errors = None
     run('user_db_migration', '--initial')
     assert target.get('m5') is not None
@@ -65,13 +51,13 @@ def test_a_forbidden_doc_in_a_201_is_reported_and_the_phase_fails(proxied_dbs):
 def test_a_forbidden_doc_stops_continuous_without_moving_the_checkpoint(proxied_dbs):
     proxy, source, target = proxied_dbs
     run('user_db_migration', '--initial')
-    state = checkpoints.get_state(users_migration)
-    before = checkpoints.latest_checkpoint(state)
+    state = states.get(users_migration.slug)
+    before = states.latest_checkpoint(state)
     source.put({'_id': 'late', 'doc_type': 'Group'})
     proxy.inject_doc_errors = {'late': ('forbidden', 'nope')}
     with pytest.raises(CommandError, match=r'(?s)late.*forbidden'):
         run('user_db_migration', '--continuous', '--until-caught-up')
-    assert checkpoints.latest_checkpoint(state) == before
+    assert states.latest_checkpoint(state) == before
     proxy.inject_doc_errors = None
     run('user_db_migration', '--continuous', '--until-caught-up')
     assert target.get('late') is not None

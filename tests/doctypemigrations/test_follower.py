@@ -4,7 +4,7 @@ import time
 import pytest
 from django.core.management.base import CommandError
 
-from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.follower import ChangesFollower, FollowSettings, FollowerEvents
 from corehq.doctypemigrations.migrator_instances import users_migration
 from corehq.doctypemigrations.selection import DocTypeSelection
@@ -16,7 +16,7 @@ FAST = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=2.0, heartbeat
 
 
 def follower(source, target, events=None, settings=FAST):
-    state = checkpoints.get_state(users_migration)
+    state = states.get(users_migration.slug)
     return ChangesFollower(source, target, DocTypeSelection(users_migration.all_doc_types), state,
                            settings=settings, events=events)
 
@@ -84,11 +84,11 @@ def test_deletion_of_a_doc_never_migrated_is_not_copied(migration_dbs):
 def test_checkpoint_advances_and_a_rerun_resumes_from_it(migration_dbs, feed_replays):
     source, target = migration_dbs
     run('user_db_migration', '--initial')
-    state = checkpoints.get_state(users_migration)
-    first = checkpoints.latest_checkpoint(state)
+    state = states.get(users_migration.slug)
+    first = states.latest_checkpoint(state)
     source.put({'_id': 'a', 'doc_type': 'Group'})
     run('user_db_migration', '--continuous', '--until-caught-up')
-    second = checkpoints.latest_checkpoint(state)
+    second = states.latest_checkpoint(state)
     assert second != first and second == source.update_seq()
     output = run('user_db_migration', '--continuous', '--until-caught-up')
     # nothing new to read (but what the feed repeats)
@@ -99,11 +99,11 @@ def test_erase_continuous_progress_resets_to_the_original_seq(migration_dbs, fee
     source, target = migration_dbs
     source.put({'_id': 'a', 'doc_type': 'Group'})
     run('user_db_migration', '--initial')
-    state = checkpoints.get_state(users_migration)
+    state = states.get(users_migration.slug)
     source.put({'_id': 'b', 'doc_type': 'Group'})
     run('user_db_migration', '--continuous', '--until-caught-up')
     run('user_db_migration', '--erase-continuous-progress')
-    assert checkpoints.latest_checkpoint(state) == checkpoints.original_seq(state)
+    assert states.latest_checkpoint(state) == states.original_seq(state)
     output = run('user_db_migration', '--continuous', '--until-caught-up')
     assert 1 <= int(output.split()[1]) <= 1 + feed_replays  # "Read N changes": b again
 
@@ -169,15 +169,36 @@ def test_live_writers_during_initial_and_continuous_end_equal(migration_dbs):
             assert tgt['deleted'], doc_id  # gone from the target too
 
 
+def edit_many_times(db, doc_id, times):
+    for n in range(1, times + 1):
+        db.put(dict(db.get(doc_id), n=n))
+
+
 def test_a_thousand_changes_to_one_doc(migration_dbs):
     source, target = migration_dbs
     source.put({'_id': 'busy', 'doc_type': 'CommCareUser', 'n': 0})
     run('user_db_migration', '--initial')
-    for n in range(1, 1001):
-        doc = source.get('busy')
-        source.put(dict(doc, n=n))
-    run('user_db_migration', '--continuous', '--until-caught-up')
+    edit_many_times(source, 'busy', 1000)
+    output = run('user_db_migration', '--continuous', '--until-caught-up')
     assert target.get('busy')['n'] == 1000
-    # past revs_limit the copy is a new branch: the old leaf must not stay live
-    assert visible(trees(target, ['busy'])['busy']) == visible(trees(source, ['busy'])['busy'])
-    assert target.get('busy', conflicts='true').get('_conflicts') is None
+    assert target.get('busy')['_rev'] == source.get('busy')['_rev']
+    # Past revs_limit the copy is a new branch, and the source no longer knows
+    # the old leaf: it cannot tell a stale copy from an edit made in the
+    # target, so the leaf stays and is named, never silently deleted.
+    old_leaf = [r for r, deleted in trees(target, ['busy'])['busy']['leaves'].items()
+                if not deleted and r != source.get('busy')['_rev']]
+    assert len(old_leaf) == 1 and old_leaf[0].startswith('1-')
+    assert f"busy: target-only leaf ({old_leaf[0]})" in output
+
+
+def test_the_stemmed_history_repair_keeps_an_edit_made_in_the_target(migration_dbs):
+    source, target = migration_dbs
+    source.put({'_id': 'busy', 'doc_type': 'CommCareUser', 'n': 0})
+    run('user_db_migration', '--initial')
+    edited = target.put(dict(target.get('busy'), edited_in_target=True))['rev']  # after the flip
+    edit_many_times(source, 'busy', 1001)  # old code, still writing to the source
+    output = run('user_db_migration', '--continuous', '--until-caught-up')
+    leaves = trees(target, ['busy'])['busy']['leaves']
+    assert leaves[edited] is False, "the target's own edit must stay live"
+    assert leaves[source.get('busy')['_rev']] is False
+    assert f"busy: target-only leaf ({edited})" in output

@@ -4,7 +4,7 @@ import stat
 import pytest
 from django.core.management.base import CommandError
 
-from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import run, trees, visible_trees
@@ -44,9 +44,9 @@ def test_initial_records_the_seq_before_the_dump_and_refuses_a_second_run(migrat
     seed(source)
     seq_before = source.update_seq()
     run('user_db_migration', '--initial')
-    state = checkpoints.get_state(users_migration)
-    assert checkpoints.original_seq(state) == seq_before
-    assert checkpoints.latest_checkpoint(state) == seq_before
+    state = states.get(users_migration.slug)
+    assert states.original_seq(state) == seq_before
+    assert states.latest_checkpoint(state) == seq_before
     with pytest.raises(CommandError, match='already complete.*--continuous'):
         run('user_db_migration', '--initial')
 
@@ -69,7 +69,7 @@ def test_a_doc_refused_by_the_target_is_reported_and_initial_stays_incomplete(mi
                 "function (doc) { if (doc._id === 'm3') { throw({forbidden: 'no m3 here'}); } }"})
     with pytest.raises(CommandError, match=r'(?s)refused.*m3.*no m3 here'):
         run('user_db_migration', '--initial')
-    assert not checkpoints.initial_complete(checkpoints.get_state(users_migration))
+    assert not states.initial_complete(states.get(users_migration.slug))
     assert target.get('m4') is not None
 
 

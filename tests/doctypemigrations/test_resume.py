@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from corehq.couchsettings import CouchSettingsHelper
-from corehq.doctypemigrations import checkpoints
+from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.couch import CouchDB, CouchUnreachable
 from corehq.doctypemigrations.follower import FollowerEvents
 from corehq.doctypemigrations.initial import InitialSettings, run_initial
@@ -70,8 +70,8 @@ def test_interrupted_initial_resumes_to_the_same_target(migration_dbs, kill_afte
     migrating, _ = seed(source, n=40)
     with pytest.raises(Killed):
         run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, dying_progress(kill_after, phase))
-    state = checkpoints.get_state(users_migration)
-    assert not checkpoints.initial_complete(state)
+    state = states.get(users_migration.slug)
+    assert not states.initial_complete(state)
     if phase == 'Dumping':
         with open('dump.log', 'ab') as f:
             f.write(b'{"_id": "half-writ')  # what a kill between write and record leaves
@@ -84,8 +84,8 @@ def test_a_truncated_dump_file_is_a_clear_error_and_a_new_dump_recovers(migratio
     migrating, _ = seed(source, n=40)
     with pytest.raises(Killed):
         run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, dying_progress(2, 'Loading'))
-    state = checkpoints.get_state(users_migration)
-    assert state.dump_complete
+    state = states.get(users_migration.slug)
+    assert state.phase == 'loading'
     with open('dump.log', 'r+b') as f:
         f.truncate(state.dump_offset - 25)
     from corehq.doctypemigrations.dumpfile import CorruptDumpFile
@@ -244,10 +244,10 @@ def test_ctrl_c_during_continuous_saves_the_checkpoint(migration_dbs, subprocess
     last_line = output.strip().splitlines()[-1]
     assert last_line.startswith('Stopped; checkpoint saved at seq ')
     saved = manage_py(subprocess_env, 'shell', '-c',
-                      'from corehq.doctypemigrations import checkpoints; '
+                      'from corehq.doctypemigrations import state as states; '
                       'from corehq.doctypemigrations.migrator_instances import users_migration as m; '
-                      's = checkpoints.get_state(m); '
-                      'print(checkpoints.latest_checkpoint(s), s.continuous_heartbeat)', cwd=tmp_path)
+                      's = states.get(m.slug); '
+                      'print(states.latest_checkpoint(s), s.continuous_heartbeat)', cwd=tmp_path)
     seq, heartbeat = saved.stdout.split()[-2:]
     assert last_line.endswith(seq) and heartbeat == 'None'  # the heartbeat stops with it
 

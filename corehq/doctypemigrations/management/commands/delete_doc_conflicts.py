@@ -1,9 +1,11 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.conflicts import delete_doc_conflicts
-from corehq.doctypemigrations.couch import CouchDB, CouchError
-from corehq.doctypemigrations.loader import describe_errors
+from corehq.doctypemigrations.couch import CouchDB
+from corehq.doctypemigrations.management.commands._text import describe_errors
+from corehq.doctypemigrations.management.commands.run_doctype_migration import operator_errors
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
 
 
@@ -13,17 +15,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument('slugs', nargs='*', help="Migrators to clean (default: all).")
+        parser.add_argument('--page-size', type=int, default=1000, help="Docs per read and per write.")
 
-    def handle(self, slugs, verbosity=1, **options):
+    def handle(self, slugs, verbosity=1, page_size=1000, **options):
         for slug in slugs or get_migrator_slugs():
             migrator = get_migrator_by_slug(slug)
             if migrator is None:
                 raise CommandError(f"Unknown migrator {slug!r}; known: {', '.join(get_migrator_slugs())}")
-            source = CouchDB(settings.COUCH_SETTINGS_HELPER.db_url(migrator.source_db_name))
-            try:
-                result = delete_doc_conflicts(source, migrator.all_doc_types)
-            except CouchError as e:
-                raise CommandError(str(e))
+            helper = settings.COUCH_SETTINGS_HELPER
+            source = CouchDB(helper.db_url(migrator.source_db_name))
+            target = CouchDB(helper.db_url(migrator.target_db_name))
+            with operator_errors():
+                states.check('delete_doc_conflicts', states.open_state(migrator, source, target), slug)
+                result = delete_doc_conflicts(source, migrator.all_doc_types, page_size)
             if verbosity:
                 self.stdout.write(f"{slug}: deleted {result.leaves_deleted} losing revisions of "
                                   f"{result.docs} conflicted docs in {source.display_url}")

@@ -7,19 +7,18 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from corehq.doctypemigrations import checkpoints, cleanup, dumpfile, follower, initial, stats, verify
+from corehq.doctypemigrations import cleanup, follower, initial, state as states, stats, verify
 from corehq.doctypemigrations.couch import CouchDB, CouchError
-from corehq.doctypemigrations.loader import describe_errors
+from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
+from corehq.doctypemigrations.errors import MigrationError
+from corehq.doctypemigrations.management.commands._text import (
+    DIVERGENCE_HINTS, count_table, describe_errors, error_text,
+)
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
 from corehq.doctypemigrations.progress import no_progress, terminal_progress
 from corehq.doctypemigrations.selection import DocTypeSelection
 
 PHASES = ('stats', 'initial', 'continuous', 'verify', 'cleanup', 'erase_continuous_progress')
-
-# Failures that are the operator's to fix: each becomes a one-line CommandError.
-EXPECTED_ERRORS = (CouchError, checkpoints.StateError, dumpfile.DumpFileError, ImproperlyConfigured,
-                   initial.InitialAlreadyComplete, follower.NotReadyToFollow, cleanup.CleanupRefused,
-                   stats.StatsViewMissing)
 
 
 @contextmanager
@@ -42,6 +41,20 @@ def usage_error():
         "./manage.py run_doctype_migration <slug> --initial\n"
         "./manage.py run_doctype_migration <slug> --continuous\n\n"
         f"with with the following slugs:\n\n{slugs}\n")
+
+
+@contextmanager
+def operator_errors():
+    """Every failure the operator can act on becomes one CommandError."""
+    try:
+        yield
+    except (MigrationError, CouchError) as e:
+        raise CommandError(error_text(e))
+    except ImproperlyConfigured as e:
+        raise CommandError(str(e))
+    except DatabaseError as e:
+        raise CommandError(f"The migration state in Django's database is not readable ({e}): "
+                           f"run `./manage.py migrate doctypemigrations {STATE_MIGRATION}` first.")
 
 
 class Command(BaseCommand):
@@ -67,11 +80,17 @@ class Command(BaseCommand):
                             help="With --cleanup: do not ask for confirmation.")
         parser.add_argument('--dry-run', action='store_true',
                             help="With --cleanup: show what would be deleted, delete nothing.")
+        parser.add_argument('--copy-missing', action='store_true',
+                            help="With --cleanup: first copy into the target the revisions it lacks "
+                                 "(written to the source after --continuous stopped), then delete.")
         parser.add_argument('--canary-wait', type=float, default=10.0,
                             help="With --cleanup: seconds to watch for a running --continuous.")
+        parser.add_argument('--heartbeat-seconds', type=float, default=follower.DEFAULT_SETTINGS.heartbeat_seconds,
+                            help="With --continuous: how often it records that it is alive.")
         parser.add_argument('--dump-file', help="Where --initial dumps (default ./<slug>.log).")
-        parser.add_argument('--page-size', type=int, default=initial.DEFAULT_SETTINGS.page_size,
-                            help="Docs per read and per write (lower it for rate-limited clusters).")
+        parser.add_argument('--page-size', type=int,
+                            help="Docs per read and per write in every phase that pages (lower it "
+                                 "for rate-limited clusters); each phase has its own default.")
 
     def handle(self, slug=None, **options):
         migrator = get_migrator_by_slug(slug) if slug else None
@@ -82,15 +101,10 @@ class Command(BaseCommand):
             raise CommandError(f"Say what to do with {slug!r}: one of --stats, --initial, "
                                f"--continuous, --verify, --cleanup, --erase-continuous-progress.")
         self.verbosity = options['verbosity']
-        try:
+        with operator_errors():
             migrator.validate(settings.COUCH_SETTINGS_HELPER)
             source, target = self._databases(migrator)
             getattr(self, f"run_{phases[0]}")(migrator, source, target, options)
-        except EXPECTED_ERRORS as e:
-            raise CommandError(str(e))
-        except DatabaseError as e:
-            raise CommandError(f"The migration state in Django's database is not readable ({e}): "
-                               f"run `./manage.py migrate doctypemigrations 0001` first.")
 
     def _databases(self, migrator):
         helper = settings.COUCH_SETTINGS_HELPER
@@ -101,11 +115,18 @@ class Command(BaseCommand):
         if self.verbosity:
             self.stdout.write(style(message) if style else message)
 
+    def warn(self, message):
+        self.stdout.write(self.style.WARNING(message))
+
     def _progress(self):
         # Bars go to stderr, like tqdm's own default, so stdout stays parseable.
         if self.verbosity and self.stderr.isatty():
             return terminal_progress(self.stderr._out)
         return no_progress
+
+    @staticmethod
+    def _page_size(options, default):
+        return options['page_size'] or default
 
     # -- phases ------------------------------------------------------------
 
@@ -115,72 +136,75 @@ class Command(BaseCommand):
         self.stdout.write(f"Source DB: {source.display_url}")
         self.stdout.write(f"Target DB: {target.display_url}")
         self.stdout.write("")
-        for line in stats.count_table(migrator.all_doc_types, source_counts, target_counts):
+        for line in count_table(migrator.all_doc_types, source_counts, target_counts):
             self.stdout.write(line)
 
     def run_initial(self, migrator, source, target, options):
         dump_path = options['dump_file'] or f"{migrator.slug}.log"
         self.say(f"Dumping {source.display_url} to {dump_path}, then loading into {target.display_url}")
-        try:
-            tuning = initial.DEFAULT_SETTINGS._replace(page_size=options['page_size'],
-                                                       batch_docs=options['page_size'])
-            result = initial.run_initial(migrator, source, target, dump_path, settings=tuning,
-                                         progress=self._progress())
-        except initial.LoadFailed as e:
-            raise CommandError(f"{e}; the initial phase is not complete:\n{describe_errors(e.errors)}")
+        page_size = self._page_size(options, initial.DEFAULT_SETTINGS.page_size)
+        tuning = initial.DEFAULT_SETTINGS._replace(page_size=page_size, batch_docs=page_size)
+        result = initial.run_initial(migrator, source, target, dump_path, settings=tuning,
+                                     progress=self._progress())
+        if result.retried:
+            self.say(f"{result.retried} documents refused by an earlier run went in this time.")
         if result.missing_revs:
             self.say(f"{result.missing_revs} revisions changed while dumping; --continuous copies them.")
         self.say(f"Initial migration complete: {result.docs_loaded} docs loaded. "
                  f"Now run --continuous (it starts at seq {result.original_seq}).", self.style.SUCCESS)
 
     def run_continuous(self, migrator, source, target, options):
-        state = checkpoints.get_state(migrator)
-        follower.check_can_follow(state, migrator.slug)
-        events = _PrintingEvents(self)
+        state = states.open_state(migrator, source, target)
+        states.check('continuous', state, migrator.slug)
+        tuning = follower.DEFAULT_SETTINGS._replace(
+            batch_size=self._page_size(options, follower.DEFAULT_SETTINGS.batch_size),
+            heartbeat_seconds=options['heartbeat_seconds'])
         run = follower.ChangesFollower(source, target, DocTypeSelection(migrator.all_doc_types),
-                                       state, events=events)
+                                       state, settings=tuning, events=_PrintingEvents(self, migrator.slug))
         try:
             with sigterm_as_interrupt():
                 run.run(until_caught_up=options['until_caught_up'])
         except KeyboardInterrupt:
-            self.say(f"Stopped; checkpoint saved at seq {checkpoints.latest_checkpoint(state)}")
-        except follower.ContinuousWriteFailed as e:
-            raise CommandError(f"{e}; the checkpoint was not moved past them:\n{describe_errors(e.errors)}")
+            self.say(f"Stopped; checkpoint saved at seq {states.latest_checkpoint(state)}")
 
     def run_verify(self, migrator, source, target, options):
-        result = verify.verify(migrator, source, target)
+        result = verify.verify(migrator, source, target, page_size=self._page_size(options, 1000))
         counts = result.counts
-        self.stdout.write(", ".join(f"{counts[outcome]} {outcome}" for outcome in
-                                    (verify.EQUAL, verify.MISSING, verify.STALE, verify.EXTRA)))
+        self.stdout.write(", ".join(f"{counts[outcome]} {outcome}" for outcome in verify.OUTCOMES
+                                    if counts[outcome] or outcome in (verify.EQUAL, verify.MISSING,
+                                                                      verify.STALE, verify.EXTRA)))
         if verify.is_clean(result):
             self.say("Source and target agree on every migrating doc.", self.style.SUCCESS)
             return
         self.stdout.write("First differing docs:")
         for doc_id, outcome in result.differing:
             self.stdout.write(f"  {doc_id}: {outcome}")
-        raise CommandError("Source and target differ (a --continuous that is behind shows as stale).")
+        hints = [f"{outcome}: {DIVERGENCE_HINTS[outcome].format(slug=migrator.slug)}"
+                 for outcome in verify.OUTCOMES if outcome != verify.EQUAL and counts[outcome]]
+        raise CommandError("Source and target differ.\n" + "\n".join(hints))
 
     def run_erase_continuous_progress(self, migrator, source, target, options):
-        state = checkpoints.get_state(migrator)
-        follower.check_can_follow(state, migrator.slug)
-        checkpoints.reset_checkpoint_to_original(state)
-        self.say(f"--continuous will start again at seq {checkpoints.original_seq(state)}")
+        state = states.open_state(migrator, source, target)
+        states.check('erase_continuous_progress', state, migrator.slug)
+        states.reset_checkpoint_to_original(state)
+        self.say(f"--continuous will start again at seq {states.original_seq(state)}")
 
     def run_cleanup(self, migrator, source, target, options):
-        state = checkpoints.get_state(migrator)
-        cleanup.check_can_clean_up(state, migrator.slug)
+        state = states.open_state(migrator, source, target)
+        states.check('cleanup', state, migrator.slug)
         dry_run = options['dry_run']
         if not dry_run:
             self._confirm_cleanup(migrator, source, options['interactive'])
-            cleanup.check_not_following(state, source, target, migrator.all_doc_types[0],
-                                        options['canary_wait'])
+            cleanup.begin(migrator, state, source, target, options['canary_wait'])
         with self._progress()('Cleaning up', unit='docs scanned') as bar:
-            result = cleanup.clean_up(migrator, source, target, dry_run=dry_run, progress=bar)
-        self._report_cleanup(result, dry_run)
+            result = cleanup.clean_up(migrator, source, target, page_size=self._page_size(options, 1000),
+                                      dry_run=dry_run, copy_missing=options['copy_missing'], progress=bar)
+        self._report_cleanup(migrator, result, dry_run)
         if dry_run:
             return
-        if result.differing or result.errors:
-            raise CommandError("Cleanup is not complete: the docs above were left in the source.")
+        if not cleanup.is_complete(result):
+            raise CommandError("Cleanup is not complete: the docs above were left in the source. "
+                               "Do not run --continuous again: the cleanup has started.")
         cleanup.mark_complete(state)
         self.say("Cleanup complete: the migrated docs are only in the target now.", self.style.SUCCESS)
 
@@ -197,23 +221,36 @@ class Command(BaseCommand):
         if input(question).strip().lower() not in ('y', 'yes'):
             raise CommandError("Cleanup cancelled; nothing was deleted.")
 
-    def _report_cleanup(self, result, dry_run):
+    def _report_cleanup(self, migrator, result, dry_run):
         verb = "Would delete" if dry_run else "Deleted"
         self.say(f"{verb} {result.deleted} docs from the source.")
+        if result.copied:
+            self.say(f"Copied the missing revisions of {result.copied} docs into the target first.")
         if result.differing:
-            self.stdout.write(self.style.WARNING(
-                f"{len(result.differing)} docs have revisions the target lacks and were left alone "
-                f"(is --continuous caught up?):"))
-            for doc_id in result.differing[:50]:
-                self.stdout.write(f"  {doc_id}")
+            self.warn(f"{len(result.differing)} docs have revisions the target lacks (written to the "
+                      f"source after --continuous stopped) and were left in the source. Rerun "
+                      f"--cleanup with --copy-missing to copy them into the target (new_edits=false: "
+                      f"nothing in the target is deleted or overwritten), then delete them:")
+            self._list_ids(result.differing)
+        if result.changed:
+            self.warn(f"{len(result.changed)} docs changed during the cleanup (a new revision the "
+                      f"target lacks appeared after they were listed) and were left in the source; "
+                      f"rerun --cleanup (with --copy-missing to bring the new revisions over):")
+            self._list_ids(result.changed)
         if result.errors:
-            self.stdout.write(self.style.WARNING(f"{len(result.errors)} deletions failed:\n"
-                                                 f"{describe_errors(result.errors)}"))
+            self.warn(f"{len(result.errors)} deletions failed:\n{describe_errors(result.errors)}")
+
+    def _list_ids(self, doc_ids, limit=50):
+        for doc_id in doc_ids[:limit]:
+            self.stdout.write(f"  {doc_id}")
+        if len(doc_ids) > limit:
+            self.stdout.write(f"  ... and {len(doc_ids) - limit} more")
 
 
 class _PrintingEvents(follower.FollowerEvents):
-    def __init__(self, command):
+    def __init__(self, command, slug):
         self.command = command
+        self.slug = slug
 
     def committed(self, changes_read, seq):
         self.command.say(f"Read {changes_read} changes, saved seq {seq}")
@@ -223,3 +260,7 @@ class _PrintingEvents(follower.FollowerEvents):
 
     def retrying(self, error, delay):
         self.command.stderr.write(f"{error}; retrying in {delay}s")
+
+    def diverged(self, divergence):
+        hint = DIVERGENCE_HINTS[divergence.cause].format(slug=self.slug)
+        self.command.warn(f"{divergence.doc_id}: {divergence.cause} ({', '.join(divergence.revs)}): {hint}")
