@@ -39,7 +39,7 @@ def why_not_complete(migrator, helper):
     except DatabaseError:
         return "its state tables are not there yet"
     if state is None:
-        return "--initial has not run"
+        return "it has not started"
     if not states.initial_complete(state):
         refused = state.refusals.count()
         return (f"it is in the phase {states.phase(state)!r}"
