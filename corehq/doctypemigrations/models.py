@@ -14,6 +14,8 @@ class DocTypeMigration(models.Model):
     # What the fingerprint was made of, readable: databases, servers, doc types.
     identity = models.TextField(default='', blank=True)
     original_seq = models.TextField()
+    # Where --initial writes its dump, as given (relative to where it ran).
+    dump_path = models.TextField(null=True, blank=True)
     dump_since = models.TextField(null=True, blank=True)
     dump_offset = models.BigIntegerField(default=0)
     docs_dumped = models.BigIntegerField(default=0)

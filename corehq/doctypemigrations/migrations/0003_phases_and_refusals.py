@@ -31,6 +31,11 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddField(
             model_name='doctypemigration',
+            name='dump_path',
+            field=models.TextField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='doctypemigration',
             name='follower_owner',
             field=models.CharField(blank=True, max_length=200, null=True),
         ),
