@@ -6,7 +6,8 @@ from corehq.doctypemigrations.errors import DocsRefused, MigrationError
 DIVERGENCE_HINTS = {
     'conflict deleted in target': (
         "the doc left the migration's doc types and came back while conflicted: the target "
-        "deleted its live conflicts when it left, and CouchDB cannot revive a deleted revision. "
+        "deleted its live conflicts when it left, and CouchDB cannot revive a deleted revision "
+        "(or, after the flip, the conflict was resolved in the target). "
         "Repair: resolve the conflict in the source (./manage.py delete_doc_conflicts {slug}); "
         "--continuous copies the resolution."),
     'target-only leaf': (
