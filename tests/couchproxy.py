@@ -11,6 +11,9 @@ pouchdb-server behave like the harder servers production meets:
 - ``drop_after_bytes``: a response is cut off mid-body, after the upstream
   server has done the work (a write that succeeded but was never confirmed);
 - ``max_request_bytes``: 413 like CouchDB's ``max_http_request_size``;
+- ``rate_limit_probability``: a random share of requests is answered 429
+  ``too_many_requests`` without a Retry-After header, as Cloudant does over
+  its rate limit; the request never reaches the server;
 - ``require_auth``: Basic auth in front of pouchdb-server's admin party;
 - ``inject_doc_errors``: chosen docs of a ``_bulk_docs`` are rejected per doc
   (a ``validate_doc_update`` saying ``forbidden``) and never reach the server;
@@ -51,6 +54,8 @@ FAULT_DEFAULTS = {
     'drop_paths': None,           # ... matching: a regex searched in "METHOD /path?query" ...
     'drop_count': None,           # ... for the next N of them (None: every one)
     'max_request_bytes': None,    # larger request bodies get 413 and are not forwarded
+    'rate_limit_probability': 0.0,  # this share of requests gets 429 (drawn from rate_limit_seed) ...
+    'rate_limit_paths': None,     # ... among those matching: a regex searched in "METHOD /path?query"
     'require_auth': None,         # (user, password) for Basic auth, stripped before forwarding
     'inject_doc_errors': None,    # {doc_id: (error, reason)} or callable(doc) -> (error, reason) | None
 }
@@ -70,6 +75,8 @@ BULK_DOCS_PATH = re.compile(rf'^{_DB}/_bulk_docs$')
 SEQ_BEARING_PATH = re.compile(
     rf'^{_DB}(/?|/_changes|/_all_docs|/_design_docs|/_local_docs|/_design/[^/]+/_view/[^/]+)$')
 PUBLIC_PATH = re.compile(r'^/(_up)?$')  # CouchDB answers these without credentials
+RATE_LIMIT_REASON = "You've exceeded your current limit of requests per second. Please try later."
+SEEDS = ('replay_seed', 'rate_limit_seed')
 
 SEQ_KEYS = ('seq', 'last_seq', 'update_seq', 'purge_seq')
 OPAQUE_MARK = 'g1AAAAA'
@@ -151,11 +158,13 @@ class CouchProxy:
         self._lock = threading.Lock()
         self._live_sockets = set()
         self._rng = random.Random()
+        self._rate_rng = random.Random()
         self.replay_seed = 0
+        self.rate_limit_seed = 0
         self.clear_faults()
         self.reset()
         for name, value in faults.items():
-            if name not in FAULT_DEFAULTS and name != 'replay_seed':
+            if name not in FAULT_DEFAULTS and name not in SEEDS:
                 raise TypeError(f"CouchProxy has no fault switch {name!r}")
             setattr(self, name, value)
 
@@ -180,6 +189,16 @@ class CouchProxy:
         self._seed = seed
         self._rng.seed(seed)
 
+    @property
+    def rate_limit_seed(self):
+        return self._rate_seed
+
+    @rate_limit_seed.setter
+    def rate_limit_seed(self, seed):
+        """Which requests get a 429: the same seed gives the same choices."""
+        self._rate_seed = seed
+        self._rate_rng.seed(seed)
+
     def reset(self):
         """Zero the counters (the fault switches stay as they are)."""
         with self._lock:
@@ -190,6 +209,7 @@ class CouchProxy:
             self.drops = 0
             self.replayed_rows = 0
             self.injected_errors = 0
+            self.rate_limited = 0
 
     def count(self, method=None, path=None):
         """How many requests came in: ``method`` exactly, ``path`` a regex searched
@@ -275,6 +295,7 @@ class CouchProxy:
         upstream server and return the rewrites its response needs."""
         self._check_size(request)
         self._check_auth(request)
+        self._check_rate(request)
         rewrites = []
         if BULK_DOCS_PATH.match(request.path) and request.method == 'POST':
             rewrites += self._inject_bulk_errors(request)
@@ -301,6 +322,16 @@ class CouchProxy:
             raise _Answer(401, 'unauthorized', 'You are not authorized to access this db.')
         if given != _basic_auth(*self.require_auth):
             raise _Answer(401, 'unauthorized', 'Name or password is incorrect.')
+
+    def _check_rate(self, request):
+        # Every matching request draws, so the same seed gives the same choices.
+        if not self.rate_limit_probability or not _matches(self.rate_limit_paths, request.line):
+            return
+        with self._lock:
+            if self._rate_rng.random() >= self.rate_limit_probability:
+                return
+            self.rate_limited += 1
+        raise _Answer(429, 'too_many_requests', RATE_LIMIT_REASON)
 
     def _inject_bulk_errors(self, request):
         """Take the docs to reject out of the body; their error rows go into the response."""

@@ -260,6 +260,57 @@ def test_a_request_over_the_size_limit_is_refused_unforwarded(couch_proxy, couch
     assert small.status_code == 201
 
 
+def test_a_size_limit_still_refuses_when_rate_limiting_is_on(couch_proxy, couch_server, db):
+    couch_proxy.max_request_bytes = 200
+    couch_proxy.rate_limit_probability = 1.0
+    big = requests.put(f"{couch_proxy.url}/{db}/big", json={'x': 'y' * 500}, timeout=TIMEOUT)
+    assert big.status_code == 413 and big.json()['error'] == 'too_large'
+    small = requests.put(f"{couch_proxy.url}/{db}/small", json={'x': 'y'}, timeout=TIMEOUT)
+    assert small.status_code == 429
+    assert not exists(couch_server, db, 'big') and not exists(couch_server, db, 'small')
+
+
+def test_rate_limiting_answers_429_without_retry_after_and_forwards_nothing(couch_proxy, couch_server, db):
+    couch_proxy.rate_limit_probability = 1.0
+    couch_proxy.rate_limit_paths = r'^PUT '
+    refused = requests.put(f"{couch_proxy.url}/{db}/a", json={}, timeout=TIMEOUT)
+    assert refused.status_code == 429
+    assert refused.json()['error'] == 'too_many_requests' and refused.json()['reason']
+    assert 'Retry-After' not in refused.headers
+    assert not exists(couch_server, db, 'a')
+    assert requests.get(f"{couch_proxy.url}/{db}", timeout=TIMEOUT).ok  # other paths go through
+    assert couch_proxy.rate_limited == 1 and couch_proxy.count() == 2
+
+
+def statuses(proxy, db, n=60):
+    with requests.Session() as session:
+        return [session.get(f"{proxy.url}/{db}", timeout=TIMEOUT).status_code for _ in range(n)]
+
+
+def test_rate_limit_choices_follow_the_seed_and_the_share(couch_proxy, db):
+    couch_proxy.rate_limit_probability = 0.3
+    runs = []
+    for seed in (7, 7, 8):
+        couch_proxy.rate_limit_seed = seed
+        runs.append(statuses(couch_proxy, db))
+    assert set(runs[0]) == {200, 429}
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    assert 8 <= runs[0].count(429) <= 30
+    assert couch_proxy.rate_limited == sum(run.count(429) for run in runs)
+    couch_proxy.clear_faults()
+    assert set(statuses(couch_proxy, db, 10)) == {200}
+
+
+def test_the_rate_limit_seed_can_be_given_to_the_constructor(couch_server, db):
+    proxies = [CouchProxy(couch_server.url, rate_limit_probability=0.5, rate_limit_seed=3).start()
+               for _ in range(2)]
+    try:
+        assert statuses(proxies[0], db, 20) == statuses(proxies[1], db, 20)
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+
+
 def test_basic_auth_is_required_and_checked(couch_proxy, db):
     couch_proxy.require_auth = ('admin', 's3cret')
     url = f"{couch_proxy.url}/{db}"

@@ -3,17 +3,29 @@
 Works against CouchDB 3, Cloudant and pouchdb-server. Seqs are passed through
 untouched: on clusters they are opaque strings.
 """
+import logging
+import random
+import threading
 import time
+from contextlib import contextmanager, nullcontext
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
 from corehq.couchsettings import mask_password
 
 DEFAULT_TIMEOUT = (10, 300)
+
+log = logging.getLogger('corehq.couch')
+
+# Answers that say "not now" rather than "no": a busy or restarting cluster.
+# 501 and 505 are excluded: they will not change by asking again.
+TRANSIENT_STATUSES = frozenset({429} | set(range(500, 600)) - {501, 505})
+RATE_LIMITED = 'rate limited by the server (429), slowing down'
 
 
 class CouchError(Exception):
@@ -46,19 +58,104 @@ class CouchHTTPError(CouchError):
         self.status = status
 
 
-def make_session(retries=3, pool_size=4):
-    """A session that reuses connections and retries transient failures.
+class RetryPolicy(Retry):
+    """The one retry policy of the client: urllib3's Retry, so its counting and
+    Retry-After handling are urllib3's own.
 
+    Transient: failed connections, responses cut off, 5xx and 429 (Cloudant
+    sends no Retry-After). Everything else (400, 401, 403, 404, 409, 412,
+    413...) is an answer and is never retried.
+
+    The defaults keep trying for about 3.5 minutes (12 retries, waiting
+    0.5 s, doubling up to 30 s, plus jitter) before giving up: long enough for
+    a remote cluster to shed load or finish a restart. Of those, failing to
+    connect at all gets 2, as that is more often a wrong url or a server that
+    is down than a busy one (--continuous waits out outages in its own loop),
+    and a connection lost after the request went out, a read timeout included,
+    gets 5. A Retry-After is honoured up to 5 minutes.
     Every request this client makes is safe to repeat: reads, and writes with
     new_edits=false or explicit revs, which CouchDB answers idempotently.
+
+    ``label`` (a url without password) starts the line logged to
+    ``corehq.couch`` before each wait.
     """
-    retry = Retry(
-        total=retries, connect=retries, read=retries, status=retries,
-        backoff_factor=0.2, status_forcelist=(500, 502, 503, 504),
-        allowed_methods=None, raise_on_status=False, respect_retry_after_header=True,
-    )
+
+    def __init__(self, total=12, connect=2, read=5, *, backoff_factor=0.5, backoff_max=30,
+                 backoff_jitter=0.5, retry_after_max=300, status_forcelist=TRANSIENT_STATUSES,
+                 allowed_methods=None, raise_on_status=False, label=None, **kwargs):
+        super().__init__(
+            total=total, connect=connect, read=read, backoff_factor=backoff_factor,
+            backoff_max=backoff_max, backoff_jitter=backoff_jitter, retry_after_max=retry_after_max,
+            status_forcelist=status_forcelist, allowed_methods=allowed_methods,
+            raise_on_status=raise_on_status, **kwargs)
+        self.label = label
+
+    def new(self, **kw):
+        kw.setdefault('label', self.label)
+        return super().new(**kw)
+
+    def is_retry(self, method, status_code, has_retry_after=False):
+        # urllib3 would also retry a 413 that carries Retry-After: a request too
+        # large stays too large.
+        return status_code in self.status_forcelist and self._is_method_retryable(method)
+
+    def get_backoff_time(self):
+        # urllib3 makes the first retry at once; a server that is shedding load
+        # needs a moment even then.
+        if not self.history:
+            return 0
+        backoff = self.backoff_factor * 2 ** (len(self.history) - 1) + random.random() * self.backoff_jitter
+        return min(self.backoff_max, backoff)
+
+    def sleep(self, response=None, cause=None):
+        """Wait before the next try: as the server's Retry-After says, or the backoff.
+        Says why and for how long in one log line, except for failed connections,
+        which urllib3 already logs."""
+        delay = self.get_retry_after(response) if response is not None and self.respect_retry_after_header \
+            else None
+        if not delay:
+            delay = self.get_backoff_time()
+        if response is not None:
+            cause = RATE_LIMITED if response.status == 429 else f"the server answered {response.status}"
+        if cause:
+            log.warning("%s: %s: retrying in %.1fs", self.label or 'CouchDB', cause, delay)
+        time.sleep(delay)
+
+
+class _Adapter(HTTPAdapter):
+    """Lets a call start urllib3's retries from a state of its own (see
+    CouchDB._send): requests hands urllib3 ``max_retries`` as the start state."""
+
+    def __init__(self, **kwargs):
+        self._call = threading.local()
+        super().__init__(**kwargs)
+
+    @property
+    def max_retries(self):
+        retry = getattr(self._call, 'retry', None)
+        return self._policy if retry is None else retry
+
+    @max_retries.setter
+    def max_retries(self, retry):
+        self._policy = retry
+
+    @contextmanager
+    def retrying_from(self, retry):
+        self._call.retry = retry
+        try:
+            yield
+        finally:
+            self._call.retry = None
+
+
+def make_session(retries=None, pool_size=4):
+    """A session that reuses connections and retries under ``retries`` (a
+    Retry, a number of retries, or None for the default RetryPolicy); a
+    CouchDB using it puts its own ``retry`` in their place."""
+    if not isinstance(retries, Retry):
+        retries = RetryPolicy() if retries is None else RetryPolicy(total=retries)
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+    adapter = _Adapter(max_retries=retries, pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount('http://', adapter)
     session.mount('https://', adapter)
     return session
@@ -96,13 +193,20 @@ class CouchDB:
     """One database. ``url`` may carry credentials; they go to the session's auth,
     never into messages."""
 
-    def __init__(self, url, session=None, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, url, session=None, timeout=DEFAULT_TIMEOUT, retry=None):
+        """``retry``: how long to keep trying, a RetryPolicy or a number of
+        retries (default: RetryPolicy(), about 3.5 minutes). It governs every
+        call, unless ``session`` is not one of make_session()'s: such a session
+        keeps its own retries for what fails before a response arrives."""
         self.display_url = mask_password(url.rstrip('/'))
         bare_url, auth = split_credentials(url.rstrip('/'))
         self.url = bare_url
         self.server_url, name = bare_url.rsplit('/', 1)
         self.name = unquote(name)
-        self.session = session or make_session()
+        if not isinstance(retry, RetryPolicy):
+            retry = RetryPolicy() if retry is None else RetryPolicy(total=retry)
+        self.retry = retry.new(label=self.display_url)
+        self.session = session or make_session(self.retry)
         if auth:
             self.session.auth = auth
         self.timeout = timeout
@@ -113,39 +217,74 @@ class CouchDB:
     # -- transport -------------------------------------------------------
 
     def request(self, method, path='', *, params=None, body=None, timeout=None,
-                stream=False, server_level=False):
+                stream=False, server_level=False, headers=None):
+        """The response, its body read unless ``stream``; an error status raises."""
+        return self._call(method, path, params, body, timeout, stream, server_level, headers)[0]
+
+    def json(self, method, path='', *, params=None, body=None, timeout=None, server_level=False):
+        return self._call(method, path, params, body, timeout, False, server_level, None, decode=True)[1]
+
+    def _call(self, method, path, params, body, timeout, stream, server_level, extra_headers,
+              decode=False):
         url = self.server_url if server_level else self.url
         if path:
             url = f"{url}/{path}"
-        headers = {'Accept': 'application/json'}
+        headers = {'Accept': 'application/json', **(extra_headers or {})}
         data = None
         if body is not None:
             data = body if isinstance(body, (bytes, str)) else dumps(body)
             headers['Content-Type'] = 'application/json'
+        request = dict(method=method, url=url, params=_encode_params(params), data=data,
+                       headers=headers, timeout=timeout or self.timeout)
         try:
-            response = self._send(method, url, params, data, headers, timeout, stream)
+            response, payload, spent = self._send(request, stream, decode, f"{method} {path}".rstrip())
         except requests.exceptions.RetryError as e:
             raise CouchUnreachable(f"{self.display_url}: the server kept failing ({_reason(e)})") from None
         except TRANSPORT_ERRORS as e:
             raise CouchUnreachable(f"Cannot reach {self.display_url}: {_reason(e)}") from None
         if response.status_code >= 400:
-            self._raise_for(response, method, path)
-        return response
+            self._raise_for(response, method, path, spent)
+        return response, payload
 
-    def _send(self, method, url, params, data, headers, timeout, stream, attempts=5):
-        """The session retries failed connections and 5xx; this retries a
-        response cut off mid-body, which happens after the session's retries."""
-        for attempt in range(attempts):
+    def _send(self, request, stream, decode, what):
+        """Send until there is a whole response, under one retry budget.
+
+        urllib3 retries what fails before a response arrives (connections,
+        5xx, 429). A body cut off after that is retried here, and urllib3's
+        next try goes on from the state it left: one Retry is carried through
+        the whole call, so the backoff goes on growing and the call gives up
+        once the budget is spent, whichever layer spent it.
+        Returns (response, decoded body, the Retry state at the end).
+        """
+        retry = self.retry
+        while True:
+            adapter = self.session.get_adapter(request['url'])
+            ours = isinstance(adapter, _Adapter)
+            with adapter.retrying_from(retry) if ours else nullcontext():
+                response = self.session.request(**request, stream=True)
+            if ours:
+                retry = response.raw.retries
+            if stream:
+                return response, None, retry
             try:
-                return self.session.request(
-                    method, url, params=_encode_params(params), data=data, headers=headers,
-                    timeout=timeout or self.timeout, stream=stream)
+                content = response.content
+                if decode and response.status_code < 400:
+                    return response, orjson.loads(content), retry
+                return response, None, retry
             except MID_BODY_ERRORS:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.2 * 2 ** attempt)
+                cause = 'the response was cut off'
+            except orjson.JSONDecodeError:
+                cause = 'the response was incomplete or invalid'
+            response.close()
+            try:
+                retry = retry.increment(request['method'], request['url'], error=ProtocolError(cause))
+            except MaxRetryError:
+                raise CouchUnreachable(
+                    f"{self.display_url}: {cause} ({what}): gave up after {len(retry.history)} retries"
+                ) from None
+            retry.sleep(cause=cause)
 
-    def _raise_for(self, response, method, path):
+    def _raise_for(self, response, method, path, spent):
         try:
             payload = response.json()
             error, reason = payload.get('error', ''), payload.get('reason', '')
@@ -153,6 +292,13 @@ class CouchDB:
             error, reason = '', response.text[:200]
         where = f"{method} {self.display_url}/{path}".rstrip('/')
         status = response.status_code
+        # A transient status still here is one the retries could not get past.
+        if status == 429:
+            raise CouchUnreachable(
+                f"{where}: rate limited by the server: gave up after {len(spent.history)} retries")
+        if status in TRANSIENT_STATUSES:
+            raise CouchUnreachable(f"{where}: the server kept failing ({status} {error} {reason}".rstrip()
+                                   + f"): gave up after {len(spent.history)} retries")
         if status in (401, 403) and error != 'forbidden':
             raise CouchUnauthorized(
                 f"{self.display_url}: the server refused the credentials ({status} {error}: {reason})")
@@ -163,14 +309,6 @@ class CouchDB:
         if status == 413:
             raise RequestTooLarge(f"{where}: request too large")
         raise CouchHTTPError(f"{where}: {status} {error} {reason}".rstrip(), status)
-
-    def json(self, method, path='', **kwargs):
-        response = self.request(method, path, **kwargs)
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise CouchUnreachable(
-                f"{self.display_url}: incomplete or invalid response to {method} {path}") from None
 
     # -- database --------------------------------------------------------
 
@@ -283,18 +421,21 @@ class CouchDB:
         return self.json('GET', '_changes', params=query, timeout=timeout)
 
     def wait_for_change(self, since, max_wait, heartbeat_ms=5000):
-        """Block until the feed has a change after ``since`` or ``max_wait`` seconds pass.
+        """Block until the feed has a change after ``since`` (True) or ``max_wait``
+        seconds pass (False: a quiet feed is not a failure).
 
         A longpoll with heartbeats: pouchdb-server ignores longpoll's ``timeout``,
         so the wait is bounded here, and the heartbeat newlines let the read
-        timeout tell a dead connection from a quiet feed.
+        timeout tell a dead connection from a quiet feed. They are asked for
+        uncompressed: a gzipped feed holds them back until the response ends.
         """
         params = {'feed': 'longpoll', 'since': since, 'limit': 1, 'heartbeat': heartbeat_ms,
                   'timeout': int(max_wait * 1000)}
         read_timeout = heartbeat_ms / 1000 * 3 + 5
         deadline = time.monotonic() + max_wait
         response = self.request('GET', '_changes', params=params, stream=True,
-                                timeout=(self.timeout[0], read_timeout))
+                                timeout=(self.timeout[0], read_timeout),
+                                headers={'Accept-Encoding': 'identity'})
         body = b''
         try:
             for chunk in response.iter_content(chunk_size=None):
@@ -302,6 +443,8 @@ class CouchDB:
                 if time.monotonic() > deadline:
                     return False
         except TRANSPORT_ERRORS as e:
+            if time.monotonic() > deadline:
+                return False  # silent past the wait: whatever it was, the wait is over
             raise CouchUnreachable(f"Lost {self.display_url} while waiting for changes: {_reason(e)}") from None
         finally:
             response.close()
