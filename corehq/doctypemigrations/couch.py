@@ -58,6 +58,70 @@ class CouchHTTPError(CouchError):
         self.status = status
 
 
+class PhaseBudget:
+    """How long one phase keeps trying, shared by every request it makes.
+
+    A phase gives up after ``give_up_after`` seconds of failing without one
+    success in between (None: never, for --continuous through a night-long
+    outage). Before the phase's first answer, a failed connection gives up
+    after ``first_contact_retries``: a wrong url or a server that is down
+    should be said at once, not after minutes.
+
+    It also paces requests after a 429: Cloudant meters requests per second,
+    so the whole phase slows down (each request waits ``interval`` after the
+    previous one, doubling on every 429) and speeds up again gradually with
+    each success, as CouchDB's replicator does. ``scale(n)`` shrinks batch
+    sizes the same way.
+    """
+
+    MIN_INTERVAL, MAX_INTERVAL = 0.05, 10.0
+
+    def __init__(self, give_up_after=300, first_contact_retries=2):
+        self.give_up_after = give_up_after
+        self.first_contact_retries = first_contact_retries
+        self.contacted = False
+        self.failing_since = None
+        self.interval = 0.0
+        self.factor = 1.0
+        self._next_at = 0.0
+        self._lock = threading.Lock()
+
+    def answered(self):
+        with self._lock:
+            self.contacted = True
+            self.failing_since = None
+            if self.interval:
+                self.interval = self.interval * 0.9 if self.interval > self.MIN_INTERVAL else 0.0
+            self.factor = min(1.0, self.factor + 1 / 32)
+
+    def failed(self):
+        with self._lock:
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+
+    def rate_limited(self):
+        with self._lock:
+            self.interval = min(self.MAX_INTERVAL, max(self.MIN_INTERVAL, self.interval * 2))
+            self.factor = max(1 / 16, self.factor / 2)
+
+    def exhausted(self):
+        with self._lock:
+            return (self.give_up_after is not None and self.failing_since is not None
+                    and time.monotonic() - self.failing_since > self.give_up_after)
+
+    def pace(self):
+        """Wait for this request's turn while the phase is slowed down."""
+        with self._lock:
+            now = time.monotonic()
+            wait = max(0.0, self._next_at - now)
+            self._next_at = max(now, self._next_at) + self.interval
+        if wait:
+            time.sleep(wait)
+
+    def scale(self, size):
+        return max(1, int(size * self.factor))
+
+
 class RetryPolicy(Retry):
     """The one retry policy of the client: urllib3's Retry, so its counting and
     Retry-After handling are urllib3's own.
@@ -82,17 +146,36 @@ class RetryPolicy(Retry):
 
     def __init__(self, total=12, connect=2, read=5, *, backoff_factor=0.5, backoff_max=30,
                  backoff_jitter=0.5, retry_after_max=300, status_forcelist=TRANSIENT_STATUSES,
-                 allowed_methods=None, raise_on_status=False, label=None, **kwargs):
+                 allowed_methods=None, raise_on_status=False, label=None, budget=None, **kwargs):
         super().__init__(
             total=total, connect=connect, read=read, backoff_factor=backoff_factor,
             backoff_max=backoff_max, backoff_jitter=backoff_jitter, retry_after_max=retry_after_max,
             status_forcelist=status_forcelist, allowed_methods=allowed_methods,
             raise_on_status=raise_on_status, **kwargs)
         self.label = label
+        self.budget = budget
 
     def new(self, **kw):
         kw.setdefault('label', self.label)
+        kw.setdefault('budget', self.budget)
         return super().new(**kw)
+
+    @classmethod
+    def for_phase(cls, budget, **kwargs):
+        """Retries bounded by the phase's time budget instead of a count."""
+        return cls(total=None, connect=budget.first_contact_retries, read=None, budget=budget, **kwargs)
+
+    def increment(self, *args, **kwargs):
+        if self.budget is not None:
+            self.budget.failed()
+        return super().increment(*args, **kwargs)
+
+    def is_exhausted(self):
+        if self.budget is None:
+            return super().is_exhausted()
+        if not self.budget.contacted and self.connect is not None and self.connect < 0:
+            return True
+        return self.budget.exhausted()
 
     def is_retry(self, method, status_code, has_retry_after=False):
         # urllib3 would also retry a 413 that carries Retry-After: a request too
@@ -104,7 +187,8 @@ class RetryPolicy(Retry):
         # needs a moment even then.
         if not self.history:
             return 0
-        backoff = self.backoff_factor * 2 ** (len(self.history) - 1) + random.random() * self.backoff_jitter
+        # the exponent is capped: a night-long outage makes thousands of retries
+        backoff = self.backoff_factor * 2 ** min(len(self.history) - 1, 32) + random.random() * self.backoff_jitter
         return min(self.backoff_max, backoff)
 
     def sleep(self, response=None, cause=None):
@@ -117,6 +201,8 @@ class RetryPolicy(Retry):
             delay = self.get_backoff_time()
         if response is not None:
             cause = RATE_LIMITED if response.status == 429 else f"the server answered {response.status}"
+            if response.status == 429 and self.budget is not None:
+                self.budget.rate_limited()
         if cause:
             log.warning("%s: %s: retrying in %.1fs", self.label or 'CouchDB', cause, delay)
         time.sleep(delay)
@@ -194,8 +280,9 @@ class CouchDB:
     never into messages."""
 
     def __init__(self, url, session=None, timeout=DEFAULT_TIMEOUT, retry=None):
-        """``retry``: how long to keep trying, a RetryPolicy or a number of
-        retries (default: RetryPolicy(), about 3.5 minutes). It governs every
+        """``retry``: how long to keep trying, a PhaseBudget (shared by the
+        phase's databases), a RetryPolicy or a number of retries (default:
+        RetryPolicy(), about 3.5 minutes). It governs every
         call, unless ``session`` is not one of make_session()'s: such a session
         keeps its own retries for what fails before a response arrives."""
         self.display_url = mask_password(url.rstrip('/'))
@@ -203,9 +290,12 @@ class CouchDB:
         self.url = bare_url
         self.server_url, name = bare_url.rsplit('/', 1)
         self.name = unquote(name)
-        if not isinstance(retry, RetryPolicy):
+        if isinstance(retry, PhaseBudget):
+            retry = RetryPolicy.for_phase(retry)
+        elif not isinstance(retry, RetryPolicy):
             retry = RetryPolicy() if retry is None else RetryPolicy(total=retry)
         self.retry = retry.new(label=self.display_url)
+        self.budget = self.retry.budget
         self.session = session or make_session(self.retry)
         if auth:
             self.session.auth = auth
@@ -236,12 +326,16 @@ class CouchDB:
             headers['Content-Type'] = 'application/json'
         request = dict(method=method, url=url, params=_encode_params(params), data=data,
                        headers=headers, timeout=timeout or self.timeout)
+        if self.budget is not None:
+            self.budget.pace()
         try:
             response, payload, spent = self._send(request, stream, decode, f"{method} {path}".rstrip())
         except requests.exceptions.RetryError as e:
             raise CouchUnreachable(f"{self.display_url}: the server kept failing ({_reason(e)})") from None
         except TRANSPORT_ERRORS as e:
             raise CouchUnreachable(f"Cannot reach {self.display_url}: {_reason(e)}") from None
+        if self.budget is not None and response.status_code not in TRANSIENT_STATUSES:
+            self.budget.answered()
         if response.status_code >= 400:
             self._raise_for(response, method, path, spent)
         return response, payload
@@ -443,15 +537,22 @@ class CouchDB:
                 if time.monotonic() > deadline:
                     return False
         except TRANSPORT_ERRORS as e:
-            if time.monotonic() > deadline:
-                return False  # silent past the wait: whatever it was, the wait is over
-            raise CouchUnreachable(f"Lost {self.display_url} while waiting for changes: {_reason(e)}") from None
+            return self._feed_cut_off(_reason(e), deadline)
         finally:
             response.close()
         try:
             return bool(orjson.loads(body)['results'])
         except (orjson.JSONDecodeError, KeyError):
-            raise CouchUnreachable(f"{self.display_url}: incomplete _changes response") from None
+            return self._feed_cut_off('incomplete response', deadline)
+
+    def _feed_cut_off(self, reason, deadline):
+        """A longpoll cut off is not a failure of the phase: the next read of
+        the feed goes through the retry policy, which waits for a server that
+        is really gone. A short pause keeps a feed that keeps breaking from
+        turning the wait into a busy loop."""
+        log.info("%s: the changes feed was cut off while waiting (%s)", self.display_url, reason)
+        time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
+        return False
 
     def changes_for_ids(self, doc_ids):
         """Every leaf rev of the given docs, via the ``_doc_ids`` filter."""

@@ -19,18 +19,15 @@ import time
 from collections import namedtuple
 
 from corehq.doctypemigrations import state as states
-from corehq.doctypemigrations.couch import CouchHTTPError, CouchUnreachable
 from corehq.doctypemigrations.errors import ContinuousWriteFailed, FollowerStopped
 from corehq.doctypemigrations.heartbeat import Heartbeat
 from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs, write_docs
 from corehq.doctypemigrations.models import FOLLOWING
 from corehq.doctypemigrations.selection import fetch_leaves, is_replicated_id, parse_change
 
-FollowSettings = namedtuple(
-    'FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms retry_delays max_failures heartbeat_seconds',
-    defaults=(states.HEARTBEAT_SECONDS,))
-DEFAULT_SETTINGS = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=30.0, heartbeat_ms=5000,
-                                  retry_delays=(1, 2, 4, 8, 16, 30), max_failures=None)
+FollowSettings = namedtuple('FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms heartbeat_seconds',
+                            defaults=(states.HEARTBEAT_SECONDS,))
+DEFAULT_SETTINGS = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=30.0, heartbeat_ms=5000)
 
 # A doc whose target copy differs from the source in a way no copy can mend.
 Divergence = namedtuple('Divergence', 'doc_id revs cause')
@@ -47,16 +44,8 @@ class FollowerEvents:
     def caught_up(self, seq):
         pass
 
-    def retrying(self, error, delay):
-        pass
-
     def diverged(self, divergence):
         pass
-
-
-def is_transient(error):
-    return isinstance(error, CouchUnreachable) or (
-        isinstance(error, CouchHTTPError) and error.status >= 500)
 
 
 class _Batch:
@@ -90,21 +79,21 @@ class ChangesFollower:
         self.settings = settings
         self.events = events or FollowerEvents()
         self.batch = _Batch()
-        self.failures = 0
         self._heartbeat = None
 
     def run(self, stop=lambda: False, until_caught_up=False):
         """Follow until ``stop()`` is true (or the feed's end, with ``until_caught_up``).
 
-        Transient failures (server gone, 5xx) are retried with backoff from the
-        last checkpoint; Ctrl-C commits what was read, then stops.
+        A server that goes away is waited for by the couch client's retry
+        policy, as long as the databases' budget allows (--continuous: for
+        ever); Ctrl-C commits what was read, then stops.
         """
         owner = states.new_owner()
         states.claim_follower(self.state, owner)
         self._heartbeat = Heartbeat(self.state, owner, self.settings.heartbeat_seconds)
         self._heartbeat.start()
         try:
-            self._run(stop, until_caught_up)
+            self._follow(stop, until_caught_up)
         except KeyboardInterrupt:
             self._commit_quietly()
             raise
@@ -112,37 +101,15 @@ class ChangesFollower:
             self._heartbeat.stop()
             states.release_follower(self.state, owner)
 
-    def _run(self, stop, until_caught_up):
-        while True:
-            try:
-                self._follow(stop, until_caught_up)
-                return
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                self.failures += 1
-                self._back_off(error)
-
-    def _back_off(self, error):
-        limit = self.settings.max_failures
-        if limit is not None and self.failures > limit:
-            raise error
-        delays = self.settings.retry_delays
-        delay = delays[min(self.failures, len(delays)) - 1]
-        self.events.retrying(error, delay)
-        self.batch = _Batch()  # re-read from the checkpoint: nothing read since counts
-        time.sleep(delay)
-
     def _follow(self, stop, until_caught_up):
         since = states.latest_checkpoint(self.state)
         announced = False
         while not stop():
-            page = self.source.changes(since=since, limit=self.settings.batch_size, include_docs=True)
-            self.failures = 0  # the server answers again: the next failure starts the backoff over
+            page = self.source.changes(since=since, limit=self._batch_size(), include_docs=True)
             rows = page['results']
             since = page['last_seq']
             self.batch.add([parse_change(row) for row in rows], since)
-            caught_up = len(rows) < self.settings.batch_size
+            caught_up = not rows or page.get('pending') == 0 or len(rows) < self._last_limit
             if caught_up or self.batch.rows >= self.settings.batch_size \
                     or self.batch.age() >= self.settings.batch_seconds:
                 self._commit()
@@ -155,6 +122,12 @@ class ChangesFollower:
                 if until_caught_up:
                     return
                 self.source.wait_for_change(since, self.settings.max_wait, self.settings.heartbeat_ms)
+
+    def _batch_size(self):
+        """Smaller pages after the server rate-limited the phase (see PhaseBudget)."""
+        budget = self.source.budget
+        self._last_limit = budget.scale(self.settings.batch_size) if budget else self.settings.batch_size
+        return self._last_limit
 
     def _check_still_allowed(self):
         """Before any write: is this run still the follower, in the following phase?"""

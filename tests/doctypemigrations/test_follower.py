@@ -11,8 +11,7 @@ from corehq.doctypemigrations.selection import DocTypeSelection
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import make_conflicted, run, trees, visible, visible_trees
 
-FAST = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=2.0, heartbeat_ms=500,
-                      retry_delays=(0.2, 0.5), max_failures=20)
+FAST = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=2.0, heartbeat_ms=500)
 
 
 def follower(source, target, events=None, settings=FAST):
