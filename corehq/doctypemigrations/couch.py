@@ -69,9 +69,11 @@ class PhaseBudget:
 
     It also paces requests after a 429: Cloudant meters requests per second,
     so the whole phase slows down (each request waits ``interval`` after the
-    previous one, doubling on every 429) and speeds up again gradually with
-    each success, as CouchDB's replicator does. ``scale(n)`` shrinks batch
-    sizes the same way.
+    previous one, growing by half on every 429) and speeds up again with each
+    success (by a fifth: faster than it slows, so a server that refuses a
+    steady share at random does not stall the phase), as CouchDB's replicator
+    does. ``scale(n)`` shrinks batch sizes: halved on a 429, grown back by a
+    thirty-second of the full size with each success.
     """
 
     MIN_INTERVAL, MAX_INTERVAL = 0.05, 10.0
@@ -91,7 +93,7 @@ class PhaseBudget:
             self.contacted = True
             self.failing_since = None
             if self.interval:
-                self.interval = self.interval * 0.9 if self.interval > self.MIN_INTERVAL else 0.0
+                self.interval = self.interval * 0.8 if self.interval > self.MIN_INTERVAL else 0.0
             self.factor = min(1.0, self.factor + 1 / 32)
 
     def failed(self):
@@ -101,7 +103,7 @@ class PhaseBudget:
 
     def rate_limited(self):
         with self._lock:
-            self.interval = min(self.MAX_INTERVAL, max(self.MIN_INTERVAL, self.interval * 2))
+            self.interval = min(self.MAX_INTERVAL, max(self.MIN_INTERVAL, self.interval * 1.5))
             self.factor = max(1 / 16, self.factor / 2)
 
     def exhausted(self):

@@ -6,6 +6,7 @@ follower from looking dead to --cleanup and to a second --continuous.
 """
 import logging
 import threading
+import time
 
 from django.db import DatabaseError, connections
 
@@ -22,6 +23,7 @@ class Heartbeat(threading.Thread):
         self.interval = interval
         self.lost = threading.Event()  # another run holds the claim now
         self._stopping = threading.Event()
+        self._last_beat = time.monotonic()  # the claim itself was a beat
 
     def run(self):
         try:
@@ -34,10 +36,17 @@ class Heartbeat(threading.Thread):
 
     def _beat(self):
         try:
-            return states.beat(self.state, self.owner)
+            still_ours = states.beat(self.state, self.owner)
         except DatabaseError as e:
-            log.warning("Could not record the heartbeat (%s); trying again in %ss", e, self.interval)
+            # A busy state database for a moment is no news; one that keeps the
+            # heartbeat from being written until the claim is about to lapse is.
+            silent_for = time.monotonic() - self._last_beat
+            report = log.warning if silent_for > states.HEARTBEAT_MAX_AGE / 2 else log.debug
+            report("Could not record the heartbeat for %.0fs (%s); trying again in %ss",
+                   silent_for, e, self.interval)
             return True
+        self._last_beat = time.monotonic()
+        return still_ours
 
     def stop(self):
         self._stopping.set()

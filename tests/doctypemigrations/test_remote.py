@@ -1,0 +1,105 @@
+"""Issue 11: the whole migration against a server that rate-limits, goes
+quiet and goes away, through the real proxy in front of the real server."""
+import logging
+import threading
+import time
+
+import pytest
+from django.core.management.base import CommandError
+
+from corehq.doctypemigrations.couch import CouchDB, CouchUnreachable, PhaseBudget
+from tests.doctypemigrations.data import seed
+from tests.doctypemigrations.helpers import run, visible_trees
+from tests.doctypemigrations.test_follower import follower
+from tests.proxy_fixtures import couch_proxy, proxied_dbs  # noqa: F401
+
+SLUG = 'user_db_migration'
+
+
+def live_ids(db):
+    return {row['id'] for row in db.all_docs() if not row['id'].startswith('_design/')}
+
+
+def test_every_phase_completes_with_15_percent_429s_and_the_copy_is_faithful(proxied_dbs, caplog):
+    proxy, source, target = proxied_dbs
+    migrating, staying = seed(source)
+    proxy.rate_limit_probability = 0.15
+    proxy.rate_limit_seed = 3
+    with caplog.at_level(logging.WARNING, logger='corehq.couch'):
+        run(SLUG, '--stats')
+        run(SLUG, '--initial')
+        writer = threading.Thread(target=lambda: source.bulk_docs(
+            [{'_id': f"late{i}", 'doc_type': 'WebUser'} for i in range(40)]))
+        writer.start()
+        writer.join()
+        run(SLUG, '--continuous', '--until-caught-up')
+        ids = migrating + [f"late{i}" for i in range(40)]
+        assert visible_trees(target, ids) == visible_trees(source, ids)
+        assert 'agree on every migrating doc' in run(SLUG, '--verify')
+        assert 'Cleanup complete' in run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0')
+    assert live_ids(source) == set(staying)
+    assert proxy.rate_limited > 10
+    assert any('rate limited by the server (429), slowing down' in r.getMessage() for r in caplog.records)
+
+
+def test_429s_slow_the_phase_down_and_it_recovers(couch_proxy, db_prefix):
+    budget = PhaseBudget()
+    db = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=budget)
+    db.create()
+    couch_proxy.rate_limit_probability = 1.0
+    couch_proxy.rate_limit_paths = r'^GET /[^/?]+$'  # GET <db>: info only
+    threads = [threading.Thread(target=db.info) for _ in range(1)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    slowed_to, pages = budget.interval, budget.scale(100)
+    couch_proxy.rate_limit_probability = 0.0
+    for t in threads:
+        t.join()
+    assert slowed_to > 0 and pages < 100  # slower and smaller while refused
+    for _ in range(40):
+        db.all_docs(limit=1)
+    assert budget.interval == 0 and budget.scale(100) == 100  # and back to full speed
+
+
+def test_a_phase_gives_up_after_its_budget(proxied_dbs, capsys):
+    proxy, source, target = proxied_dbs
+    proxy.rate_limit_probability = 1.0
+    started = time.monotonic()
+    with pytest.raises(CommandError, match='rate limited by the server: gave up after'):
+        run(SLUG, '--stats', '--give-up-after', '3')
+    assert time.monotonic() - started < 40
+
+
+def test_a_wrong_server_fails_at_once_even_with_a_long_budget(migration_dbs):
+    budget = PhaseBudget(give_up_after=None)
+    db = CouchDB('http://127.0.0.1:9/nothing', retry=budget)
+    started = time.monotonic()
+    with pytest.raises(CouchUnreachable, match='connection refused'):
+        db.info()
+    assert time.monotonic() - started < 10
+
+
+def test_an_idle_feed_is_quiet_and_the_next_write_arrives_at_once(migration_dbs, caplog):
+    source, target = migration_dbs
+    run(SLUG, '--initial')
+    budget = PhaseBudget(give_up_after=None)
+    source, target = (CouchDB(db.url, retry=budget) for db in migration_dbs)
+    arrived = {}
+
+    def write_after_quiet():
+        time.sleep(9)  # several longpoll waits (2 s each here) with nothing to read
+        source.put({'_id': 'after-the-quiet', 'doc_type': 'CommCareUser'})
+        written = time.monotonic()
+        while target.get('after-the-quiet') is None:
+            time.sleep(0.05)
+        arrived['lag'] = time.monotonic() - written
+
+    writer = threading.Thread(target=write_after_quiet)
+    writer.start()
+    with caplog.at_level(logging.INFO):
+        follower(source, target).run(stop=lambda: 'lag' in arrived)
+    writer.join()
+    assert arrived['lag'] < 2
+    noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noisy == []
