@@ -7,6 +7,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from contextlib import contextmanager, nullcontext
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -325,7 +326,7 @@ class CouchDB:
         data = None
         if body is not None:
             data = body if isinstance(body, (bytes, str)) else dumps(body)
-            headers['Content-Type'] = 'application/json'
+            headers.setdefault('Content-Type', 'application/json')
         request = dict(method=method, url=url, params=_encode_params(params), data=data,
                        headers=headers, timeout=timeout or self.timeout)
         if self.budget is not None:
@@ -448,6 +449,28 @@ class CouchDB:
 
     def put(self, doc):
         return self.json('PUT', doc_path(doc['_id']), body=doc)
+
+    def put_replicated(self, doc, attachments):
+        """Write one revision with its history as CouchDB's replicator does for
+        docs too large for a JSON request: ``PUT ?new_edits=false`` as
+        ``multipart/related``, the attachments as binary parts instead of
+        base64 inside the JSON (a third smaller, and no JSON size limit on them).
+
+        ``doc['_attachments']`` names each attachment with ``follows``;
+        ``attachments`` is [(name, content_type, bytes)] in that order.
+        CouchDB, Cloudant and pouchdb-server (which needs each part's
+        Content-Disposition) all take this form.
+        """
+        boundary = uuid.uuid4().hex
+        parts = [_part(boundary, {'Content-Type': 'application/json'}, dumps(doc))]
+        for name, content_type, data in attachments:
+            parts.append(_part(boundary, {
+                'Content-Disposition': f'attachment; filename="{_quoted_filename(name)}"',
+                'Content-Type': content_type or 'application/octet-stream',
+                'Content-Length': str(len(data))}, data))
+        body = b''.join(parts) + f'--{boundary}--'.encode()
+        return self.request('PUT', doc_path(doc['_id']), params={'new_edits': 'false'}, body=body,
+                            headers={'Content-Type': f'multipart/related; boundary="{boundary}"'})
 
     def open_revs(self, doc_id, revs='all'):
         """Every requested leaf of a doc with its history, as ``[{'ok': doc} | {'missing': rev}]``."""
@@ -576,6 +599,15 @@ class CouchDB:
         if keys is not None:
             return self.json('POST', path, params=params, body={'keys': list(keys)})
         return self.json('GET', path, params=params)
+
+
+def _part(boundary, headers, data):
+    head = ''.join(f"{key}: {value}\r\n" for key, value in headers.items())
+    return f"--{boundary}\r\n{head}\r\n".encode() + data + b'\r\n'
+
+
+def _quoted_filename(name):
+    return name.replace('\\', '\\\\').replace('"', '\\"')
 
 
 def _bool(value):

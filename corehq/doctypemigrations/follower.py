@@ -23,7 +23,8 @@ from corehq.doctypemigrations.errors import ContinuousWriteFailed, FollowerStopp
 from corehq.doctypemigrations.heartbeat import Heartbeat
 from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs, write_docs
 from corehq.doctypemigrations.models import FOLLOWING
-from corehq.doctypemigrations.selection import fetch_leaves, is_replicated_id, parse_change
+from corehq.doctypemigrations.selection import is_replicated_id, live_leaves, parse_change
+from corehq.doctypemigrations.transfer import fetch_missing
 
 FollowSettings = namedtuple('FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms heartbeat_seconds',
                             defaults=(states.HEARTBEAT_SECONDS,))
@@ -105,7 +106,8 @@ class ChangesFollower:
         since = states.latest_checkpoint(self.state)
         announced = False
         while not stop():
-            page = self.source.changes(since=since, limit=self._batch_size(), include_docs=True)
+            page = self.source.changes(since=since, limit=self._batch_size(), include_docs=True,
+                                       conflicts='true')
             rows = page['results']
             since = page['last_seq']
             self.batch.add([parse_change(row) for row in rows], since)
@@ -169,33 +171,29 @@ def apply_changes(source, target, selection, changes):
     tombstones = [c for c in others if c.id in in_target and c.deleted]
     retyped = [c for c in others if c.id in in_target and not c.deleted
                and not in_target[c.id][1]]
-    docs, _missing = fetch_leaves(source, wanted + tombstones)
+    docs, _gone = fetch_missing(source, target, wanted + tombstones)
     errors = write_docs(target, docs)
+    live = {c.id: set(live_leaves(c.doc)) for c in wanted}  # the winner and its live conflicts
     divergences = []
-    for doc_id, live_revs in _stemmed(docs).items():
-        divergences.extend(_repair_stemmed(source, target, doc_id, live_revs, errors))
+    for doc_id in _stemmed(docs):
+        divergences.extend(_repair_stemmed(source, target, doc_id, live.get(doc_id, set()), errors))
     for change in retyped:
         errors.extend(delete_revs(target, [(change.id, rev) for rev in live_leaf_revs(target, change.id)]))
     if errors:
         raise ContinuousWriteFailed(f"{len(errors)} documents were refused by the target; the "
                                     f"checkpoint was not moved past them", errors)
-    return divergences + _conflicts_deleted_in_target(target, docs)
+    conflicted = {doc_id: revs for doc_id, revs in live.items() if len(revs) > 1}
+    return divergences + _conflicts_deleted_in_target(target, conflicted)
 
 
 def _stemmed(docs):
-    """{doc id: its live leaf revs} for docs whose history the source cut short.
+    """Ids of docs whose history the source cut short.
 
     Past revs_limit edits the history no longer reaches what the target holds,
     so the copy lands as a new branch and the target's old leaf would turn
     into a conflict the source does not have.
     """
-    stemmed = {doc['_id'] for doc in docs
-               if len(doc['_revisions']['ids']) < doc['_revisions']['start']}
-    live = {}
-    for doc in docs:
-        if doc['_id'] in stemmed and not doc.get('_deleted'):
-            live.setdefault(doc['_id'], set()).add(doc['_rev'])
-    return {doc_id: live.get(doc_id, set()) for doc_id in stemmed}
+    return {doc['_id'] for doc in docs if len(doc['_revisions']['ids']) < doc['_revisions']['start']}
 
 
 def _repair_stemmed(source, target, doc_id, live_revs, errors):
@@ -208,21 +206,16 @@ def _repair_stemmed(source, target, doc_id, live_revs, errors):
     return [Divergence(doc_id, sorted(unknown), TARGET_ONLY_LEAF)] if unknown else []
 
 
-def _conflicts_deleted_in_target(target, docs):
+def _conflicts_deleted_in_target(target, conflicted):
     """Conflicted docs whose live source leaves the target holds only as deleted.
 
     A doc that left the migration's doc types had every live leaf deleted in
     the target; when it comes back, CouchDB cannot revive those leaves, so a
     conflict the source still has is missing from the target.
     """
-    live = {}
-    for doc in docs:
-        if not doc.get('_deleted'):
-            live.setdefault(doc['_id'], set()).add(doc['_rev'])
     divergences = []
-    for doc_id, revs in live.items():
-        if len(revs) > 1:
-            lost = revs - set(live_leaf_revs(target, doc_id))
-            if lost:
-                divergences.append(Divergence(doc_id, sorted(lost), CONFLICT_DELETED_IN_TARGET))
+    for doc_id, revs in conflicted.items():
+        lost = revs - set(live_leaf_revs(target, doc_id))
+        if lost:
+            divergences.append(Divergence(doc_id, sorted(lost), CONFLICT_DELETED_IN_TARGET))
     return divergences

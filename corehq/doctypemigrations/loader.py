@@ -3,11 +3,12 @@
 Such writes are idempotent: a revision already there is accepted again, so a
 batch can be resent after any failure.
 """
+import base64
 from collections import namedtuple
 
 import orjson
 
-from corehq.doctypemigrations.couch import RequestTooLarge
+from corehq.doctypemigrations.couch import CouchHTTPError, RequestTooLarge
 
 DocError = namedtuple('DocError', 'id rev error reason')
 
@@ -27,12 +28,37 @@ def write_raw(target, raw_docs):
         rows = target.bulk_docs(bulk_body(raw_docs))
     except RequestTooLarge:
         if len(raw_docs) == 1:
-            doc = orjson.loads(raw_docs[0])
-            return [DocError(doc.get('_id'), doc.get('_rev'), 'too_large',
-                             'the document alone is larger than the server accepts')]
+            return write_large(target, orjson.loads(raw_docs[0]))
         middle = len(raw_docs) // 2
         return write_raw(target, raw_docs[:middle]) + write_raw(target, raw_docs[middle:])
     return _doc_errors(rows)
+
+
+def write_large(target, doc):
+    """One revision too large for ``_bulk_docs``: its inline attachments go
+    as binary parts of a multipart PUT, as CouchDB's replicator sends them."""
+    inline = {name: att for name, att in doc.get('_attachments', {}).items() if 'data' in att}
+    if not inline:
+        return [_too_large(doc)]
+    stubs = dict(doc['_attachments'])
+    parts = []
+    for name, att in inline.items():
+        data = base64.b64decode(att['data'])
+        stubs[name] = {'content_type': att.get('content_type'), 'length': len(data), 'follows': True}
+        parts.append((name, att.get('content_type'), data))
+    try:
+        target.put_replicated(dict(doc, _attachments=stubs), parts)
+    except RequestTooLarge:
+        return [_too_large(doc)]
+    except CouchHTTPError as e:
+        return [DocError(doc.get('_id'), doc.get('_rev'), str(e.status), str(e))]
+    return []
+
+
+def _too_large(doc):
+    return DocError(doc.get('_id'), doc.get('_rev'), 'too_large',
+                    'the document alone is larger than the server accepts, even with its '
+                    'attachments sent as binary parts')
 
 
 def delete_revs(db, id_revs):
