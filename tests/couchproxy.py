@@ -11,6 +11,8 @@ pouchdb-server behave like the harder servers production meets:
 - ``drop_after_bytes``: a response is cut off mid-body, after the upstream
   server has done the work (a write that succeeded but was never confirmed);
 - ``max_request_bytes``: 413 like CouchDB's ``max_http_request_size``;
+- ``latency``: every request waits before it is forwarded, as over a link to
+  a remote cluster (``max_in_flight`` tells how many the client kept open);
 - ``rate_limit_probability``: a random share of requests is answered 429
   ``too_many_requests`` without a Retry-After header, as Cloudant does over
   its rate limit; the request never reaches the server;
@@ -34,7 +36,9 @@ import select
 import socket
 import sys
 import threading
+import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote_plus, urlsplit
@@ -54,6 +58,7 @@ FAULT_DEFAULTS = {
     'drop_paths': None,           # ... matching: a regex searched in "METHOD /path?query" ...
     'drop_count': None,           # ... for the next N of them (None: every one)
     'max_request_bytes': None,    # larger request bodies get 413 and are not forwarded
+    'latency': 0.0,               # seconds each request waits before it is forwarded (a remote link)
     'rate_limit_probability': 0.0,  # this share of requests gets 429 (drawn from rate_limit_seed) ...
     'rate_limit_paths': None,     # ... among those matching: a regex searched in "METHOD /path?query"
     'require_auth': None,         # (user, password) for Basic auth, stripped before forwarding
@@ -206,6 +211,8 @@ class CouchProxy:
             self.recent = deque(maxlen=RECENT_REQUESTS)
             self.bytes_received = 0
             self.bytes_sent = 0
+            self.in_flight = 0
+            self.max_in_flight = 0  # the most requests the client had open at once
             self.drops = 0
             self.replayed_rows = 0
             self.injected_errors = 0
@@ -226,6 +233,17 @@ class CouchProxy:
             self._requests.append((request.method, request.target))
             self.recent.append(request.line)
             self.bytes_received += len(request.body)
+
+    @contextmanager
+    def _open_request(self):
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def _add(self, counter, amount):
         with self._lock:
@@ -736,6 +754,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self):
         request = self._read_request()
         self.proxy._record(request)
+        with self.proxy._open_request():
+            if self.proxy.latency:
+                time.sleep(self.proxy.latency)
+            self._answer(request)
+
+    def _answer(self, request):
         try:
             rewrites = self.proxy._prepare(request)
         except _Answer as answer:

@@ -237,7 +237,7 @@ class _Adapter(HTTPAdapter):
             self._call.retry = None
 
 
-def make_session(retries=None, pool_size=4):
+def make_session(retries=None, pool_size=16):  # room for every request a phase keeps in flight
     """A session that reuses connections and retries under ``retries`` (a
     Retry, a number of retries, or None for the default RetryPolicy); a
     CouchDB using it puts its own ``retry`` in their place."""

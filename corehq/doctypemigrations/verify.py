@@ -7,6 +7,7 @@ source seen from the target side only catches docs the source never had.
 from collections import Counter, namedtuple
 
 from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
+from corehq.doctypemigrations.inflight import ordered
 from corehq.doctypemigrations.selection import DocTypeSelection, is_replicated_id, scan_changes
 
 EQUAL, MISSING, STALE, EXTRA = 'equal', 'missing in target', 'stale', 'extra'
@@ -58,7 +59,7 @@ def _missing(db, doc_id, revs):
     return set(db.revs_diff({doc_id: sorted(revs)}).get(doc_id, {}).get('missing', ()))
 
 
-def verify(migrator, source, target, page_size=1000, keep=20):
+def verify(migrator, source, target, page_size=1000, keep=20, workers=1):
     selection = DocTypeSelection(migrator.all_doc_types)
     counts, differing = Counter(), []
 
@@ -68,21 +69,29 @@ def verify(migrator, source, target, page_size=1000, keep=20):
             if outcome != EQUAL and len(differing) < keep:
                 differing.append((doc_id, outcome))
 
-    for changes, _seq in scan_changes(source, page_size, conflicts=True):
-        changes = [c for c in changes if is_replicated_id(c.id)]
+    def compare_page(page):
+        changes = [c for c in page[0] if is_replicated_id(c.id)]
         in_target = winners_with_conflicts(target, [c.id for c in changes])
-        for change in changes:
-            outcome = compare(change, selection.wants(change), in_target.get(change.id))
-            if outcome == STALE and selection.wants(change):
-                outcome = explain_stale(source, target, change, in_target[change.id])
-            record(change.id, outcome)
-    for changes, _seq in scan_changes(target, page_size):
-        live = [c.id for c in changes if is_replicated_id(c.id) and not c.deleted]
+        return [(c.id, _outcome(source, target, c, selection.wants(c), in_target.get(c.id))) for c in changes]
+
+    def extra_in_target(page):
+        live = [c.id for c in page[0] if is_replicated_id(c.id) and not c.deleted]
         known = {row['key'] for row in source.all_docs(keys=live) if 'value' in row} if live else set()
-        for doc_id in live:
-            if doc_id not in known:
-                record(doc_id, EXTRA)
+        return [(doc_id, EXTRA) for doc_id in live if doc_id not in known]
+
+    for pages, check in ((scan_changes(source, page_size, conflicts=True), compare_page),
+                         (scan_changes(target, page_size), extra_in_target)):
+        for _page, outcomes in ordered(pages, check, workers, source.budget):
+            for doc_id, outcome in outcomes:
+                record(doc_id, outcome)
     return VerifyResult(counts, differing)
+
+
+def _outcome(source, target, change, wanted, target_summary):
+    outcome = compare(change, wanted, target_summary)
+    if outcome == STALE and wanted:
+        return explain_stale(source, target, change, target_summary)
+    return outcome
 
 
 def is_clean(result):

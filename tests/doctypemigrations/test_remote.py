@@ -132,3 +132,25 @@ def test_a_doc_larger_than_the_request_limit_migrates_with_its_history(proxied_d
     assert target.request('GET', 'big/scan.bin').content == scan
     assert target.request('GET', 'big/photo.jpg').content == photo
     assert proxy.bytes_received < len(photo)  # the photo was not sent again
+
+
+# -- requests in flight ------------------------------------------------------------------
+
+@pytest.mark.parametrize('workers', [1, 4])
+def test_verify_and_cleanup_keep_several_requests_in_flight(proxied_dbs, workers):
+    proxy, source, target = proxied_dbs
+    source.bulk_docs([{'_id': f"u{i:03}", 'doc_type': 'CommCareUser'} for i in range(60)]
+                     + [{'_id': f"d{i:03}", 'doc_type': 'Domain'} for i in range(10)])
+    run(SLUG, '--initial')
+    proxy.latency = 0.05  # a link to a remote cluster
+    for phase in (('--verify',), ('--cleanup', '--noinput', '--canary-wait', '0')):
+        proxy.reset()
+        run(SLUG, *phase, '--page-size', '5', '--workers', str(workers))
+        if workers == 1:
+            assert proxy.max_in_flight == 1, phase
+        else:
+            # verify reads the feed page after page (each needs the last seq
+            # of the one before) while workers check pages against the target
+            assert proxy.max_in_flight >= (2 if phase == ('--verify',) else 3), phase
+    assert live_ids(source) == {f"d{i:03}" for i in range(10)}
+    assert {f"u{i:03}" for i in range(60)} <= live_ids(target)
