@@ -754,22 +754,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self):
         request = self._read_request()
         self.proxy._record(request)
+        # Counted open from arrival until the upstream answered, not while the
+        # answer goes back: a client sending one request at a time must never
+        # be seen with two open because the count lagged behind its reply.
         with self.proxy._open_request():
             if self.proxy.latency:
                 time.sleep(self.proxy.latency)
-            self._answer(request)
-
-    def _answer(self, request):
-        try:
-            rewrites = self.proxy._prepare(request)
-        except _Answer as answer:
-            self._send_own(answer.status, answer.body)
-            return
-        try:
-            response = self._forward(request)
-        except (OSError, http.client.HTTPException) as e:
-            self._close_upstream()
-            self._send_own(502, json.dumps({'error': 'bad_gateway', 'reason': str(e)}).encode())
+            try:
+                rewrites = self.proxy._prepare(request)
+            except _Answer as answer:
+                own = answer
+            else:
+                own, response = self._forward_or_own(request)
+        if own is not None:
+            self._send_own(own.status, own.body)
             return
         try:
             self._relay(request, response, rewrites)
@@ -778,6 +776,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._cut_connection()
         except (OSError, http.client.HTTPException):
             self._cut_connection()
+
+    def _forward_or_own(self, request):
+        """(None, the upstream response), or (our own 502 answer, None)."""
+        try:
+            return None, self._forward(request)
+        except (OSError, http.client.HTTPException) as e:
+            self._close_upstream()
+            return _Answer(502, 'bad_gateway', str(e)), None
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_COPY = do_OPTIONS = do_PATCH = _serve
 
