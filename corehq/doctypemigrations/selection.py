@@ -1,6 +1,8 @@
 """Which documents a migration moves, and reading them with their full history."""
 from collections import namedtuple
 
+from corehq.doctypemigrations.indexing import catch_up
+
 # One document as the _changes feed shows it: its id, every leaf rev (deleted
 # leaves too), the winning revision's body (None without include_docs) and
 # whether the winner is a tombstone.
@@ -72,8 +74,10 @@ def scan_doc_type_view(db, doc_types, page_size, position=None, stale=False):
     change of the doc. The changes carry no doc: every one is of ``doc_types``.
 
     ``stale`` reads the index as it is, without indexing what changed since
-    (``CouchDB.update_view_index`` brings it up to date).
+    (``indexing.catch_up`` brings it up to date).
     """
+    if not stale:
+        catch_up(db, *BY_DOC_TYPE)  # the first page would wait for it with a read timeout
     for doc_type in sorted(doc_types):
         if position is not None and doc_type < position[0]:
             continue
@@ -141,7 +145,7 @@ def migrating_leaves(db, doc_types, page_size):
     Without the view, the whole feed is read.
     """
     if has_doc_type_view(db):
-        db.update_view_index(*BY_DOC_TYPE)
+        catch_up(db, *BY_DOC_TYPE)
         for changes, _position in scan_doc_type_view(db, doc_types, page_size, stale=True):
             yield [(c.id, c.leaf_revs) for c in changes], len(changes)
         return

@@ -1,6 +1,7 @@
 """Per-doc-type counts of both databases, from the couchapps ``all_docs/by_doc_type`` view."""
 from corehq.doctypemigrations.couch import CouchNotFound, DatabaseMissing
 from corehq.doctypemigrations.errors import StatsViewMissing
+from corehq.doctypemigrations.indexing import catch_up
 from corehq.doctypemigrations.selection import BY_DOC_TYPE
 
 
@@ -19,6 +20,7 @@ def doc_types_total(db, doc_types):
 
 def _query(db, **params):
     try:
+        catch_up(db, *BY_DOC_TYPE)  # a reduce query would wait for it with a read timeout
         return db.view(*BY_DOC_TYPE, **params)['rows']
     except DatabaseMissing:
         raise

@@ -1,0 +1,154 @@
+"""Waiting for a view's index: progress while it builds, no read timeout to end it."""
+import logging
+
+import pytest
+
+from corehq.doctypemigrations import indexing, stats
+from corehq.doctypemigrations.couch import CouchDB, CouchNotFound, CouchUnreachable
+from corehq.doctypemigrations.indexing import (
+    IndexNotReady, describe, indexer_progress, throttled, wait_for_view_index,
+)
+from corehq.doctypemigrations.selection import migrating_leaves, scan_doc_type_view
+from tests.proxy_fixtures import couch_proxy  # noqa: F401
+
+DDOC = {'language': 'javascript', 'views': {'v': {'map': "function (doc) { emit(doc.n, null); }"}}}
+# Building an index over these takes seconds on pouchdb-server: far longer
+# than the read timeout and the polls below.
+DOCS = 3000
+
+
+def add_docs(db, doc_type='Thing', count=DOCS):
+    for start in range(0, count, 1000):
+        docs = [{'_id': f"{doc_type}-{n:05d}", 'doc_type': doc_type, 'n': n}
+                for n in range(start, min(count, start + 1000))]
+        assert db.bulk_docs(docs) == []
+
+
+@pytest.fixture
+def slow_db(source_db):
+    add_docs(source_db)
+    source_db.put(dict(DDOC, _id='_design/slow'))
+    return source_db
+
+
+@pytest.fixture
+def impatient(couch_settings, slow_db):
+    """The same database through a client whose requests give up after 0.05 s
+    without an answer, and are not retried."""
+    return CouchDB(couch_settings.db_url(None), timeout=(5, 0.05), retry=0)
+
+
+def test_the_wait_outlasts_a_read_timeout_far_shorter_than_the_build(slow_db, impatient):
+    with pytest.raises(CouchUnreachable, match='timed out'):
+        impatient.update_view_index('slow', 'v')  # what a plain query of the view does
+    seen = []
+    took = wait_for_view_index(impatient, 'slow', 'v', on_progress=seen.append, poll_seconds=0.1)
+    assert took > 0.05
+    assert len(seen) >= 2
+    assert [(p.ddoc, p.view) for p in seen] == [('slow', 'v')] * len(seen)
+    assert [p.elapsed for p in seen] == sorted(p.elapsed for p in seen)
+    assert slow_db.view('slow', 'v', stale='ok', limit=0)['total_rows'] == DOCS
+
+
+def test_pouchdb_server_lists_no_indexer_so_progress_is_the_time_spent(slow_db):
+    seen = []
+    wait_for_view_index(slow_db, 'slow', 'v', on_progress=seen.append, poll_seconds=0.1)
+    assert seen
+    assert {(p.changes_done, p.total_changes, p.tasks) for p in seen} == {(None, None, 0)}
+    assert describe(seen[-1]).startswith('slow/v: building (the server shows no indexer progress), ')
+
+
+def test_an_up_to_date_index_reports_nothing(slow_db):
+    wait_for_view_index(slow_db, 'slow', 'v')
+    seen = []
+    wait_for_view_index(slow_db, 'slow', 'v', on_progress=seen.append, poll_seconds=1)
+    assert seen == []
+
+
+def test_a_limit_gives_up_while_the_server_goes_on_building(slow_db):
+    with pytest.raises(IndexNotReady, match='still being built'):
+        wait_for_view_index(slow_db, 'slow', 'v', poll_seconds=0.05, limit_seconds=0.2)
+    wait_for_view_index(slow_db, 'slow', 'v')
+    assert slow_db.view('slow', 'v', stale='ok', limit=0)['total_rows'] == DOCS
+
+
+def test_a_build_query_cut_off_while_the_server_answers_is_asked_again(slow_db, couch_proxy, db_prefix):
+    proxied = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=0)
+    couch_proxy.drop_after_bytes, couch_proxy.drop_paths = 5, r'/_design/slow/_view/v'
+    couch_proxy.drop_count = 2
+    wait_for_view_index(proxied, 'slow', 'v', reasks=2)
+    assert (couch_proxy.drops, couch_proxy.count('GET', r'/_design/slow/_view/v')) == (2, 3)
+    couch_proxy.drop_count = 2
+    with pytest.raises(CouchUnreachable, match='cut off'):
+        wait_for_view_index(proxied, 'slow', 'v', reasks=1)
+
+
+def test_a_missing_view_is_not_found(source_db):
+    with pytest.raises(CouchNotFound):
+        wait_for_view_index(source_db, 'nope', 'v', poll_seconds=0.05)
+
+
+def test_progress_of_a_clusters_indexers_is_summed_over_this_databases_shards():
+    # Rows as CouchDB 3 lists them: one indexer per shard being built.
+    tasks = [
+        {'type': 'indexer', 'database': 'shards/00000000-7fffffff/cchq.1700000000', 'design_document':
+         '_design/all_docs', 'changes_done': 300, 'total_changes': 1000, 'progress': 30},
+        {'type': 'indexer', 'database': 'shards/80000000-ffffffff/cchq.1700000000', 'design_document':
+         '_design/all_docs', 'changes_done': 500, 'total_changes': 1000, 'progress': 50},
+        {'type': 'indexer', 'database': 'shards/80000000-ffffffff/cchq__users.1700000001',
+         'design_document': '_design/all_docs', 'changes_done': 9, 'total_changes': 10},
+        {'type': 'indexer', 'database': 'shards/00000000-7fffffff/cchq.1700000000',
+         'design_document': '_design/users', 'changes_done': 9, 'total_changes': 10},
+        {'type': 'view_compaction', 'database': 'shards/00000000-7fffffff/cchq.1700000000',
+         'design_document': '_design/all_docs', 'changes_done': 1, 'total_changes': 10},
+    ]
+    assert indexer_progress(tasks, 'cchq', 'all_docs') == (800, 2000, 2)
+    assert indexer_progress([dict(tasks[0], database='cchq')], 'cchq', 'all_docs') == (300, 1000, 1)
+    assert indexer_progress(tasks, 'other', 'all_docs') == (None, None, 0)
+    progress = indexing.IndexProgress('all_docs', 'by_doc_type', 42.4, 800, 2000, 2, 1)
+    assert describe(progress) == ('all_docs/by_doc_type: 40% (800 of 2000 changes, 2 indexer tasks), '
+                                  '42 s so far; the query was cut off and asked again 1 times')
+
+
+def test_reports_are_throttled_per_wait():
+    said = []
+    say = throttled(lambda progress, *context: said.append((progress.elapsed, context)), 10)
+    for elapsed in (1, 5, 11, 15, 22):
+        say(indexing.IndexProgress('d', 'v', elapsed, None, None, 0, 0), 'x')
+    say(indexing.IndexProgress('d', 'v', 2, None, None, 0, 0), 'y')  # a new wait for the same view
+    assert said == [(1, ('x',)), (11, ('x',)), (22, ('x',)), (2, ('y',))]
+
+
+# -- the migration phases catch up with the by_doc_type view this way -------------
+
+@pytest.fixture
+def behind(migration_dbs, monkeypatch, caplog):
+    """A source whose by_doc_type index is thousands of docs behind."""
+    source, _target = migration_dbs
+    add_docs(source, 'CommCareUser')
+    monkeypatch.setattr(indexing, 'POLL_SECONDS', 0.05)
+    monkeypatch.setattr(indexing, 'LOG_EVERY_SECONDS', 0)
+    caplog.set_level(logging.WARNING, logger='corehq.indexing')
+    return source
+
+
+def waits_logged(caplog):
+    wait = 'waiting for the index: all_docs/by_doc_type: building'
+    return [r.getMessage() for r in caplog.records if r.name == 'corehq.indexing' and wait in r.getMessage()]
+
+
+def test_stats_waits_for_the_view_with_progress(behind, caplog):
+    assert stats.doc_type_counts(behind) == {'CommCareUser': DOCS}
+    assert waits_logged(caplog)
+
+
+def test_initial_waits_for_the_view_with_progress(behind, caplog):
+    changes, _position = next(scan_doc_type_view(behind, ['CommCareUser'], 10))
+    assert len(changes) == 10
+    assert waits_logged(caplog)
+
+
+def test_cleanup_waits_for_the_view_with_progress(behind, caplog):
+    page, scanned = next(migrating_leaves(behind, ['CommCareUser'], 10))
+    assert (len(page), scanned) == (10, 10)
+    assert waits_logged(caplog)
