@@ -268,7 +268,7 @@ def claim_follower(state, owner, max_age=HEARTBEAT_MAX_AGE):
     """
     state.refresh_from_db(fields=['follower_owner', 'continuous_heartbeat'])
     holder, beat_at = state.follower_owner, state.continuous_heartbeat
-    if holder and _is_fresh(beat_at, max_age) and _process_may_live(holder):
+    if holder and _is_fresh(beat_at, max_age) and process_may_live(holder):
         raise _busy(state.slug, holder, beat_at, max_age)
     now = timezone.now()
     holder_is = Q(follower_owner=holder) if holder else Q(follower_owner__isnull=True) | Q(follower_owner='')
@@ -281,7 +281,7 @@ def claim_follower(state, owner, max_age=HEARTBEAT_MAX_AGE):
 
 
 def _busy(slug, holder, beat_at, max_age):
-    host, pid = _host_pid(holder)
+    host, pid = owner_host_pid(holder)
     age = (timezone.now() - beat_at).total_seconds() if beat_at else 0
     return FollowerBusy(
         f"Another --continuous of {slug!r} is running (pid {pid} on {host}, last heartbeat "
@@ -289,14 +289,14 @@ def _busy(slug, holder, beat_at, max_age):
         f"killed, its claim lapses {max_age}s after its last heartbeat (at once on the same host).")
 
 
-def _host_pid(owner):
+def owner_host_pid(owner):
     parts = (owner or '').split(':')
     return (parts[0] if parts else '?'), (parts[1] if len(parts) > 1 else '?')
 
 
-def _process_may_live(owner):
+def process_may_live(owner):
     """False only when the owner ran on this host and its pid is gone."""
-    host, pid = _host_pid(owner)
+    host, pid = owner_host_pid(owner)
     if host != socket.gethostname() or not pid.isdigit():
         return True
     try:
@@ -324,7 +324,7 @@ def release_follower(state, owner):
 
 def heartbeat_is_fresh(state, max_age=HEARTBEAT_MAX_AGE):
     state.refresh_from_db(fields=['continuous_heartbeat', 'follower_owner'])
-    return _is_fresh(state.continuous_heartbeat, max_age) and _process_may_live(state.follower_owner)
+    return _is_fresh(state.continuous_heartbeat, max_age) and process_may_live(state.follower_owner)
 
 
 def _is_fresh(beat_at, max_age):
