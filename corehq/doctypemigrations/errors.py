@@ -72,3 +72,7 @@ class LoadFailed(DocsRefused):
 
 class ContinuousWriteFailed(DocsRefused):
     pass
+
+
+class NotEnoughDiskSpace(DumpFileError):
+    """The dump would not fit in the free space where it goes."""

@@ -6,12 +6,19 @@ document is read, so everything written while the dump runs is replayed by
 synced (dump) or the target acknowledged (load), so a killed run resumes. A
 revision the target refuses is recorded with the load position that passes
 it, and the phase cannot complete while one remains.
+
+The dump holds every migrated doc (user docs carry password hashes), so it is
+removed once the phase is complete, and only then: until the refusals are
+gone it is what they are sent again from. Before a dump starts, its size is
+estimated from a sample and checked against the free disk.
 """
 import os
+import shutil
 from collections import namedtuple
 
 from corehq.doctypemigrations import dumpfile, state as states
-from corehq.doctypemigrations.errors import LoadFailed
+from corehq.doctypemigrations.errors import DumpFileError, LoadFailed, NotEnoughDiskSpace
+from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, ordered
 from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.progress import no_progress
@@ -20,57 +27,187 @@ from corehq.doctypemigrations.selection import (
 )
 from corehq.doctypemigrations.stats import doc_types_total
 
-InitialSettings = namedtuple('InitialSettings', 'page_size batch_bytes batch_docs')
+# ``workers``: pages fetched, or batches written, at once (see inflight).
+InitialSettings = namedtuple('InitialSettings', 'page_size batch_bytes batch_docs workers',
+                             defaults=(DEFAULT_WORKERS,))
 DEFAULT_SETTINGS = InitialSettings(page_size=1000, batch_bytes=4 * 1024 * 1024, batch_docs=1000)
 
-InitialResult = namedtuple('InitialResult', 'docs_dumped docs_loaded original_seq missing_revs retried')
+InitialResult = namedtuple('InitialResult', 'docs_dumped docs_loaded original_seq missing_revs retried '
+                                             'dump_resumed_at load_resumed_at dump_removed')
+
+SAMPLE_DOCS = 100  # per doc type, to estimate the dump's size
+SPACE_MARGIN = 1.25  # a sample's average can be below the whole's
+# The dump holds a part of the source's docs, gzipped, and only their leaves:
+# it outgrows the source's file only with compressible attachments (stored
+# compressed, dumped as base64), which twice the file leaves room for.
+ROOMY = 2
 
 
-def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, progress=no_progress):
+def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, progress=no_progress,
+                keep_dump=False, check_disk=True, free_bytes=None):
+    """``free_bytes`` stands for the dump folder's free space, which is
+    otherwise measured; ``check_disk=False`` dumps without comparing."""
     source_info = source.info()  # fail on a missing or unreachable database before writing anything
     target.info()
     ident = states.identity(migrator, source, target)
     state = states.load(migrator, ident)
     states.check('initial', state, migrator.slug)
+    if check_disk and not _dump_is_complete(state, dump_path):
+        check_free_space(migrator, source, dump_path, _dumped_bytes(state, dump_path), free_bytes,
+                         source_info)
     if state is None:
         state = states.create(migrator, ident, source_info['update_seq'])
     header = dumpfile.make_header(migrator.slug, source.name, target.name, migrator.all_doc_types,
                                   states.original_seq(state))
     header_end = _prepare_dump_file(state, dump_path, header)
-    missing = 0
+    missing, dump_resumed_at = 0, None
     if state.phase != LOADING:
+        dump_resumed_at = None if state.dump_since is None else state.dump_offset
         missing = _dump(state, migrator, source, dump_path, settings, progress)
         states.set_phase(state, LOADING)
     retried = _retry_refusals(state, target, dump_path)
+    load_resumed_at = _unfinished_load(state)
     _load(state, target, dump_path, header_end, settings, progress)
+    _raise_if_refused(state)
+    states.complete_initial(state)
+    removed = not keep_dump and _remove(dump_path)
+    return InitialResult(state.docs_dumped, state.docs_loaded, states.original_seq(state), missing, retried,
+                         dump_resumed_at, load_resumed_at, removed)
+
+
+def _raise_if_refused(state):
     refused = states.refusals(state)
     if refused:
         raise LoadFailed(f"{len(refused)} documents were refused by the target; the initial phase "
                          f"is not complete, and a rerun of --initial sends them again",
                          [DocError(r.doc_id, r.rev, r.error, r.reason) for r in refused])
-    states.complete_initial(state)
-    return InitialResult(state.docs_dumped, state.docs_loaded, states.original_seq(state), missing, retried)
+
+
+def _has_dump(state, dump_path):
+    return state is not None and bool(state.dump_offset) and os.path.exists(dump_path)
+
+
+def _dump_is_complete(state, dump_path):
+    return _has_dump(state, dump_path) and state.phase == LOADING
+
+
+def _dumped_bytes(state, dump_path):
+    return state.dump_offset if _has_dump(state, dump_path) else 0
+
+
+def _unfinished_load(state):
+    """The load position a run resumes from, or None."""
+    started = 0 < state.load_offset < dumpfile.position(state.dump_offset)
+    return state.load_offset if started else None
+
+
+def _remove(dump_path):
+    try:
+        os.remove(dump_path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise DumpFileError(f"The initial migration is complete, but {dump_path} could not be removed "
+                            f"({e.strerror}): delete it, it holds every migrated doc") from None
+    return True
 
 
 def _prepare_dump_file(state, dump_path, header):
     """Returns the offset after the header, starting the file over when there
     is no usable dump progress (nothing dumped yet, or the file is gone)."""
-    if state.dump_offset and os.path.exists(dump_path):
+    if _has_dump(state, dump_path):
         return dumpfile.check_header(dump_path, header)
     header_end = dumpfile.create(dump_path, header)
-    state.refusals.all().delete()  # their offsets pointed into the file just replaced
-    states.save_progress(state, phase=states.DUMPING, dump_since=None, dump_offset=header_end,
-                         docs_dumped=0, load_offset=0, docs_loaded=0)
+    state.refusals.all().delete()  # their positions pointed into the file just replaced
+    states.save_progress(state, phase=states.DUMPING, dump_path=os.path.abspath(dump_path),
+                         dump_since=None,
+                         dump_offset=header_end, docs_dumped=0, load_offset=0, docs_loaded=0)
     return header_end
 
+
+# -- the disk check --------------------------------------------------------------
+
+def check_free_space(migrator, source, dump_path, dumped=0, free_bytes=None, source_info=None):
+    """Refuse a dump that would not fit where it goes (what is ``dumped``
+    already is on the disk, and counted out of the need).
+
+    Free space of ROOMY times the source's whole file is enough without an
+    estimate, which on pouchdb-server costs a read of every migrating row
+    (CouchDB counts from its index).
+    """
+    folder = os.path.dirname(os.path.abspath(dump_path))
+    free = _free_bytes(folder) if free_bytes is None else free_bytes
+    file_size = _file_size(source_info or source.info())
+    if file_size and free >= ROOMY * file_size:
+        return
+    needed = max(0, round(estimate_dump_size(migrator, source) * SPACE_MARGIN) - dumped)
+    if needed > free:
+        raise NotEnoughDiskSpace(
+            f"The dump of {migrator.slug!r} needs about {_size(needed)} and {folder} has "
+            f"{_size(free)} free: free some space, or dump to a larger disk with --dump-file PATH. "
+            f"The need is an estimate (a sample of the docs, compressed as the dump is, plus "
+            f"{round(SPACE_MARGIN * 100 - 100)}%); --skip-disk-check dumps without it.")
+
+
+def estimate_dump_size(migrator, source, sample_docs=SAMPLE_DOCS):
+    """The dump's size in bytes: each doc type's count times the compressed
+    size of a sample of its docs, with all their leaves, as the dump holds them."""
+    if has_doc_type_view(source):
+        return sum(_doc_type_size(source, doc_type, sample_docs) for doc_type in migrator.all_doc_types)
+    return _feed_share_size(migrator, source, sample_docs * 10)
+
+
+def _doc_type_size(source, doc_type, sample_docs):
+    count = doc_types_total(source, [doc_type])
+    if not count:
+        return 0
+    sample, _position = next(scan_doc_type_view(source, [doc_type], sample_docs))
+    return count * _dumped_size(source, sample) / max(len(sample), 1)
+
+
+def _feed_share_size(migrator, source, sample_changes):
+    """Without the view the migrating docs are not counted: the first changes
+    of the feed stand for the whole feed, migrating docs or not."""
+    sample, _seq = next(scan_changes(source, sample_changes))
+    selection = DocTypeSelection(migrator.all_doc_types)
+    wanted = [change for change in sample if selection.wants(change)]
+    return _feed_size(source.info()) * _dumped_size(source, wanted) / max(len(sample), 1)
+
+
+def _dumped_size(source, changes):
+    docs, _missing = fetch_leaves(source, changes)
+    return dumpfile.compressed_size(docs)
+
+
+def _file_size(info):
+    """The database file's size (CouchDB 2+ and Cloudant: sizes.file; CouchDB 1
+    and pouchdb-server: disk_size), or None."""
+    return (info.get('sizes') or {}).get('file') or info.get('disk_size')
+
+
+def _free_bytes(folder):
+    try:
+        return shutil.disk_usage(folder).free
+    except FileNotFoundError:
+        raise DumpFileError(f"{folder}, where the dump goes, does not exist") from None
+
+
+def _size(n):
+    for unit, scale in (('GB', 10 ** 9), ('MB', 10 ** 6), ('kB', 10 ** 3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit} ({n} bytes)"
+    return f"{n} bytes"
+
+
+# -- dump and load ------------------------------------------------------------------
 
 def _dump(state, migrator, source, dump_path, settings, progress):
     pages, total = _enumerate(state, migrator, source, settings)
     missing = 0
     with dumpfile.DumpWriter(dump_path, state.dump_offset) as writer, \
             progress('Dumping', total=total, unit='docs scanned') as bar:
-        for wanted, scanned, position in pages:
-            docs, missing_revs = fetch_leaves(source, wanted)
+        fetched = ordered(pages, lambda page: fetch_leaves(source, page[0]), settings.workers, source.budget)
+        for (_wanted, scanned, position), (docs, missing_revs) in fetched:
             missing += len(missing_revs)
             writer.write(docs)
             states.save_progress(state, dump_offset=writer.sync(), dump_since=states.encode_seq(position),
@@ -102,16 +239,22 @@ def _feed_size(info):
 
 
 def _load(state, target, dump_path, header_end, settings, progress):
-    offset = max(state.load_offset, header_end)
+    start = state.load_offset or dumpfile.position(header_end)
     with progress('Loading', total=state.docs_dumped, initial=state.docs_loaded, unit='docs') as bar:
-        for lines, end in dumpfile.read_batches(dump_path, offset, settings.batch_bytes, settings.batch_docs):
-            refused = _refused_lines(lines, write_raw(target, [raw for raw, _at in lines]))
-            states.save_load_progress(state, end, state.docs_loaded + len(lines), refused)
+        batches = dumpfile.read_batches(dump_path, start, settings.batch_bytes, settings.batch_docs,
+                                        size=state.dump_offset)
+        # In order: a load position is recorded only once every batch before it is acknowledged.
+        written = ordered(batches, lambda batch: write_raw(target, [raw for raw, _at in batch[0]]),
+                          settings.workers, target.budget)
+        for (lines, end), errors in written:
+            states.save_load_progress(state, end, state.docs_loaded + len(lines), _refused_lines(lines, errors))
             bar.update(len(lines))
 
 
 def _retry_refusals(state, target, dump_path):
-    """Send the revisions refused by an earlier run again; returns how many went in."""
+    """Send the revisions refused by an earlier run again; returns how many went in.
+
+    A refusal's ``dump_offset`` is the position of its line (see dumpfile)."""
     refused = states.refusals(state)
     if not refused:
         return 0
@@ -123,7 +266,7 @@ def _retry_refusals(state, target, dump_path):
 
 
 def _refused_lines(lines, errors):
-    """(error, dump offset of its line) for each refused revision.
+    """(error, dump position of its line) for each refused revision.
 
     A _bulk_docs error row names the doc's id, not always its rev: without a
     matching rev it is recorded for every line of that id in the batch (a

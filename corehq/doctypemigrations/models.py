@@ -14,7 +14,7 @@ class DocTypeMigration(models.Model):
     # What the fingerprint was made of, readable: databases, servers, doc types.
     identity = models.TextField(default='', blank=True)
     original_seq = models.TextField()
-    # Where --initial writes its dump, as given (relative to where it ran).
+    # Where --initial writes its dump (absolute, so --status finds it from anywhere).
     dump_path = models.TextField(null=True, blank=True)
     dump_since = models.TextField(null=True, blank=True)
     dump_offset = models.BigIntegerField(default=0)
@@ -52,7 +52,9 @@ class DocTypeMigrationRefusal(models.Model):
     rev = models.CharField(max_length=200)
     error = models.CharField(max_length=200)
     reason = models.TextField(blank=True, default='')
-    # Where the revision's line starts in the dump file, to send it again.
+    # The revision's line in the dump file, to send it again: the offset of
+    # its compressed block times 1,000,000 plus its index in that block
+    # (see dumpfile.position).
     dump_offset = models.BigIntegerField()
     created = models.DateTimeField(auto_now_add=True)
 

@@ -1,13 +1,17 @@
+import gzip
+import json
 import os
 import stat
 
 import pytest
 from django.core.management.base import CommandError
 
-from corehq.doctypemigrations import state as states
+from corehq.doctypemigrations import dumpfile, initial, state as states
+from corehq.doctypemigrations.errors import NotEnoughDiskSpace
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import run, trees, visible_trees
+from tests.doctypemigrations.test_resume import SMALL_PAGES, Killed, dying_progress
 
 
 def test_initial_copies_revision_trees_exactly(migration_dbs):
@@ -51,15 +55,33 @@ def test_initial_records_the_seq_before_the_dump_and_refuses_a_second_run(migrat
         run('user_db_migration', '--initial')
 
 
-def test_dump_file_is_private_and_names_the_migration(migration_dbs):
+def test_dump_file_is_private_names_the_migration_and_is_gzip_after_its_header(migration_dbs):
     source, _ = migration_dbs
-    seed(source)
-    run('user_db_migration', '--initial')
+    migrating, _ = seed(source)
+    out = run('user_db_migration', '--initial', '--keep-dump')
+    assert 'Kept user_db_migration.log' in out
     mode = stat.S_IMODE(os.stat('user_db_migration.log').st_mode)
     assert mode == 0o600
-    with open('user_db_migration.log') as f:
+    with open('user_db_migration.log', 'rb') as f:
         header = f.readline()
-    assert '"slug":"user_db_migration"' in header and source.name in header
+        compressed = f.read()
+    assert b'"slug":"user_db_migration"' in header and source.name.encode() in header
+    assert json.loads(header)['format'] == 'doctype-migration-dump/2'
+    dumped = [json.loads(line) for line in gzip.decompress(compressed).splitlines()]  # what zcat shows
+    assert {doc['_id'] for doc in dumped} == set(migrating)
+    assert len(compressed) < sum(len(json.dumps(doc)) for doc in dumped) / 2
+
+
+def test_the_dump_is_removed_once_the_load_is_complete(migration_dbs):
+    source, target = migration_dbs
+    migrating, _ = seed(source)
+    out = run('user_db_migration', '--initial')
+    assert 'Removed user_db_migration.log' in out
+    assert not os.path.exists('user_db_migration.log')
+    assert visible_trees(target, migrating) == visible_trees(source, migrating)
+    with pytest.raises(CommandError, match='already complete'):
+        run('user_db_migration', '--initial')
+    assert not os.path.exists('user_db_migration.log')
 
 
 def test_a_doc_refused_by_the_target_is_reported_and_initial_stays_incomplete(migration_dbs):
@@ -71,6 +93,27 @@ def test_a_doc_refused_by_the_target_is_reported_and_initial_stays_incomplete(mi
         run('user_db_migration', '--initial')
     assert not states.initial_complete(states.get(users_migration.slug))
     assert target.get('m4') is not None
+
+
+def test_the_dump_stays_while_a_refusal_remains_and_the_retry_reads_the_refused_line(migration_dbs):
+    source, target = migration_dbs
+    seed(source, n=60)
+    refuse = target.put({'_id': '_design/refuse', 'validate_doc_update':
+                         "function (doc) { if (doc._id === 'm33') { throw({forbidden: 'not m33'}); } }"})
+    with pytest.raises(CommandError, match='m33'):
+        run('user_db_migration', '--initial', '--page-size', '7')
+    [refusal] = states.refusals(states.get(users_migration.slug))
+    at, index = dumpfile.split_position(refusal.dump_offset)
+    assert index > 0  # a line inside a gzip member, not at its start
+    [(raw, _at)] = dumpfile.read_lines_at('user_db_migration.log', [refusal.dump_offset])
+    assert json.loads(raw)['_id'] == 'm33'
+    with pytest.raises(CommandError, match='m33'):
+        run('user_db_migration', '--initial')
+    assert os.path.exists('user_db_migration.log')
+    target.bulk_docs([{'_id': '_design/refuse', '_rev': refuse['rev'], '_deleted': True}])
+    out = run('user_db_migration', '--initial')
+    assert '1 documents refused by an earlier run went in' in out and 'Removed user_db_migration.log' in out
+    assert target.get('m33')['username'] == 'user33' and not os.path.exists('user_db_migration.log')
 
 
 def test_views_on_the_new_db_return_the_migrated_docs(migration_dbs):
@@ -106,3 +149,65 @@ def test_a_deleted_leaf_comes_along_with_the_docs_next_change(migration_dbs):
     source.put(dict(doc, touched=True))
     run('user_db_migration', '--continuous', '--until-caught-up')
     assert trees(target, ['deleted-leaf']) == trees(source, ['deleted-leaf'])
+
+
+# -- the disk check ---------------------------------------------------------------
+
+def test_a_dump_that_would_not_fit_is_refused_before_anything_is_written(migration_dbs):
+    source, _ = migration_dbs
+    seed(source)
+    with pytest.raises(CommandError, match=r"needs about [\d.]+ kB \(\d+ bytes\) and .* has 1.0 kB "
+                                           r"\(1000 bytes\) free: .*--dump-file PATH.*--skip-disk-check"):
+        run('user_db_migration', '--initial', '--assume-free-bytes', '1000')
+    assert states.get(users_migration.slug) is None
+    assert os.listdir('.') == []
+    out = run('user_db_migration', '--initial', '--assume-free-bytes', '1000', '--skip-disk-check')
+    assert 'Initial migration complete' in out
+
+
+@pytest.mark.parametrize('view', [True, False])
+def test_the_estimate_is_near_the_real_dump_size(migration_dbs, view):
+    source, _ = migration_dbs
+    seed(source, n=300)
+    source.bulk_docs([{'_id': f"big{i}", 'doc_type': 'CommCareUser', 'notes': os.urandom(300).hex()}
+                      for i in range(200)])
+    if not view:
+        ddoc = source.get('_design/all_docs')
+        source.bulk_docs([{'_id': ddoc['_id'], '_rev': ddoc['_rev'], '_deleted': True}])
+    estimate = initial.estimate_dump_size(users_migration, source)
+    run('user_db_migration', '--initial', '--keep-dump')
+    actual = os.path.getsize('user_db_migration.log')
+    assert 0.7 * actual < estimate < 1.5 * actual
+
+
+def test_a_resumed_dump_needs_only_what_is_left_and_a_load_needs_no_space(migration_dbs):
+    source, target = migration_dbs
+    migrating, _ = seed(source, n=300)
+    whole = initial.estimate_dump_size(users_migration, source) * initial.SPACE_MARGIN
+
+    def run_initial(*args, **kwargs):
+        return initial.run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, *args, **kwargs)
+
+    with pytest.raises(Killed):
+        run_initial(dying_progress(20, 'Dumping'))
+    dumped = states.get(users_migration.slug).dump_offset
+    with pytest.raises(NotEnoughDiskSpace):
+        run_initial(free_bytes=whole - dumped - 200)
+    with pytest.raises(Killed):
+        run_initial(dying_progress(1, 'Loading'), free_bytes=whole - dumped + 200)
+    run_initial(free_bytes=0)
+    assert visible_trees(target, migrating) == visible_trees(source, migrating)
+
+
+def test_free_space_of_twice_the_source_file_needs_no_estimate(migration_dbs, monkeypatch):
+    source, _ = migration_dbs
+    seed(source)
+    file_size = source.info()['disk_size']
+    estimated = []
+    real_estimate = initial.estimate_dump_size
+    monkeypatch.setattr(initial, 'estimate_dump_size',
+                        lambda *args: estimated.append(1) or real_estimate(*args))
+    initial.check_free_space(users_migration, source, 'dump.log', free_bytes=2 * file_size)
+    assert estimated == []
+    initial.check_free_space(users_migration, source, 'dump.log', free_bytes=2 * file_size - 1)
+    assert estimated == [1]

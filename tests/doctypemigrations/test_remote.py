@@ -137,13 +137,12 @@ def test_a_doc_larger_than_the_request_limit_migrates_with_its_history(proxied_d
 # -- requests in flight ------------------------------------------------------------------
 
 @pytest.mark.parametrize('workers', [1, 4])
-def test_verify_and_cleanup_keep_several_requests_in_flight(proxied_dbs, workers):
+def test_initial_verify_and_cleanup_keep_several_requests_in_flight(proxied_dbs, workers):
     proxy, source, target = proxied_dbs
     source.bulk_docs([{'_id': f"u{i:03}", 'doc_type': 'CommCareUser'} for i in range(60)]
                      + [{'_id': f"d{i:03}", 'doc_type': 'Domain'} for i in range(10)])
-    run(SLUG, '--initial')
     proxy.latency = 0.05  # a link to a remote cluster
-    for phase in (('--verify',), ('--cleanup', '--noinput', '--canary-wait', '0')):
+    for phase in (('--initial',), ('--verify',), ('--cleanup', '--noinput', '--canary-wait', '0')):
         proxy.reset()
         run(SLUG, *phase, '--page-size', '5', '--workers', str(workers))
         if workers == 1:

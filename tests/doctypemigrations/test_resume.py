@@ -1,15 +1,20 @@
 """Killed at any point, a rerun ends with the same target."""
+import json
+import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from corehq.couchsettings import CouchSettingsHelper
-from corehq.doctypemigrations import state as states
+from corehq.doctypemigrations import dumpfile, state as states
 from corehq.doctypemigrations.couch import CouchDB, CouchUnreachable, PhaseBudget
+from corehq.doctypemigrations.errors import CorruptDumpFile
 from corehq.doctypemigrations.initial import InitialSettings, run_initial
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.conftest import bind_couchdbkit
@@ -73,7 +78,52 @@ def test_interrupted_initial_resumes_to_the_same_target(migration_dbs, kill_afte
     assert not states.initial_complete(state)
     if phase == 'Dumping':
         with open('dump.log', 'ab') as f:
-            f.write(b'{"_id": "half-writ')  # what a kill between write and record leaves
+            f.write(half_a_member())  # what a kill between write and record leaves
+    with open('dump.log', 'rb') as f:
+        recorded = f.read(state.dump_offset)
+    result = run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, keep_dump=True)
+    assert visible_trees(target, migrating) == visible_trees(source, migrating)
+    if phase == 'Dumping':
+        assert result.dump_resumed_at == state.dump_offset
+    else:
+        assert result.load_resumed_at == state.load_offset and result.dump_resumed_at is None
+    with open('dump.log', 'rb') as f:
+        assert f.read(state.dump_offset) == recorded  # resumed, not started over
+    assert dumped_ids('dump.log') == sorted(migrating + ['conflicted'])  # its two leaves, each once
+    assert states.get(users_migration.slug).docs_dumped == len(migrating) + 1
+
+
+def half_a_member():
+    member = dumpfile.compress(b''.join(b'{"_id": "half-written", "n": %d}\n' % i for i in range(50)))
+    return member[:len(member) // 2]
+
+
+def dumped_ids(path):
+    header = dumpfile.read_header(path)[1]
+    return sorted(json.loads(raw)['_id'] for lines, _end in dumpfile.read_batches(
+        path, dumpfile.position(header), 10 ** 9, 10 ** 9) for raw, _at in lines)
+
+
+def test_a_damaged_block_is_named_by_its_byte_and_a_new_dump_recovers(migration_dbs):
+    source, target = migration_dbs
+    migrating, _ = seed(source, n=40)
+    recorded = []
+
+    class RecordThenDie(StepHook):
+        def update(self, n=1):
+            recorded.append(states.get(users_migration.slug).dump_offset)
+            if len(recorded) == 3:
+                raise Killed()
+
+    with pytest.raises(Killed):
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, RecordThenDie)
+    with open('dump.log', 'r+b') as f:
+        f.seek((recorded[0] + recorded[1]) // 2)  # inside the second page's gzip member
+        f.write(b'\0\0\0\0')
+    with pytest.raises(CorruptDumpFile, match=rf"dump.log is damaged at byte {recorded[0]}: .*Move the file"):
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
+    assert not states.initial_complete(states.get(users_migration.slug))
+    os.rename('dump.log', 'dump.log.bad')
     run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
     assert visible_trees(target, migrating) == visible_trees(source, migrating)
 
@@ -87,10 +137,8 @@ def test_a_truncated_dump_file_is_a_clear_error_and_a_new_dump_recovers(migratio
     assert state.phase == 'loading'
     with open('dump.log', 'r+b') as f:
         f.truncate(state.dump_offset - 25)
-    from corehq.doctypemigrations.dumpfile import CorruptDumpFile
-    with pytest.raises(CorruptDumpFile, match='damaged at byte'):
+    with pytest.raises(CorruptDumpFile, match=r'damaged at byte \d+: .*cut off'):
         run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
-    import os
     os.rename('dump.log', 'dump.log.bad')
     run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
     assert visible_trees(target, migrating) == visible_trees(source, migrating)
@@ -105,7 +153,6 @@ def test_a_dump_file_of_another_migration_is_refused(migration_dbs):
         lines = f.read().split(b'\n', 1)
     with open('dump.log', 'wb') as f:
         f.write(lines[0].replace(b'"slug":"user_db_migration"', b'"slug":"other"') + b'\n' + lines[1])
-    from django.core.management.base import CommandError
     with pytest.raises(CommandError, match='written for another migration'):
         run('user_db_migration', '--initial', '--dump-file', 'dump.log')
 
@@ -133,10 +180,50 @@ def test_sigkill_during_initial_then_rerun(migration_dbs, subprocess_env, tmp_pa
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert target.info()['doc_count'] < 2000  # really killed midway
-    rerun = manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial', cwd=tmp_path)
+    recorded_phase, dump_offset, load_offset = recorded_progress(tmp_path)
+    assert recorded_phase == {'dump': 'dumping', 'load': 'loading'}[phase]
+    assert dumpfile.read_header(str(dump))[0]['compression'] == 'gzip'
+    recorded = dump.read_bytes()[:dump_offset]
+    rerun = manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial',
+                      '--keep-dump', cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
+    if phase == 'dump':
+        assert f"Resumed the dump at byte {dump_offset} " in rerun.stdout
+    else:
+        assert f"Resumed the load at {dumpfile.describe_position(load_offset)} " in rerun.stdout
+    assert dump.read_bytes()[:dump_offset] == recorded
     ids = [f"u{i:05}" for i in range(3000) if i % 3]
+    assert dumped_ids(str(dump)) == ids  # what the killed run left past its offset is gone
     assert visible_trees(target, ids) == visible_trees(source, ids)
+
+
+def recorded_progress(tmp_path):
+    """(phase, dump offset, load position) in the state database of ./manage.py runs."""
+    with sqlite3.connect(tmp_path / 'state.sqlite3') as conn:
+        return conn.execute("SELECT phase, dump_offset, load_offset FROM "
+                            "doctypemigrations_doctypemigration").fetchone()
+
+
+def test_an_uncompressed_dump_of_an_earlier_version_is_refused_and_a_new_dump_recovers(migration_dbs):
+    source, target = migration_dbs
+    migrating, _ = seed(source, n=40)
+    with pytest.raises(Killed):
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, dying_progress(2, 'Loading'))
+    header, header_end = dumpfile.read_header('dump.log')
+    batches = dumpfile.read_batches('dump.log', dumpfile.position(header_end), 10 ** 9, 10 ** 9)
+    lines = [raw for batch, _end in batches for raw, _at in batch]
+    del header['compression']
+    with open('dump.log', 'wb') as f:  # as the earlier version wrote it
+        f.write(json.dumps(dict(header, format='doctype-migration-dump/1')).encode() + b'\n')
+        f.write(b''.join(raw + b'\n' for raw in lines))
+    with pytest.raises(CommandError, match=r'format doctype-migration-dump/1 \(uncompressed, written by '
+                                           r'an earlier version\).*move it away \(or delete it\) and rerun '
+                                           r'--initial'):
+        run('user_db_migration', '--initial', '--dump-file', 'dump.log')
+    os.rename('dump.log', 'dump.log.v1')
+    out = run('user_db_migration', '--initial', '--dump-file', 'dump.log')
+    assert 'Initial migration complete' in out and not os.path.exists('dump.log')
+    assert visible_trees(target, migrating) == visible_trees(source, migrating)
 
 
 @pytest.mark.slow

@@ -1,3 +1,4 @@
+import json
 import signal
 import sys
 from contextlib import contextmanager
@@ -7,9 +8,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from corehq.doctypemigrations import cleanup, follower, initial, state as states, stats, verify
-from corehq.doctypemigrations.couch import CouchDB, CouchError
+from corehq.doctypemigrations import (
+    cleanup, follower, inflight, initial, state as states, stats, status, verify,
+)
+from corehq.doctypemigrations.couch import CouchDB, CouchError, PhaseBudget
 from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
+from corehq.doctypemigrations.dumpfile import describe_position
 from corehq.doctypemigrations.errors import MigrationError
 from corehq.doctypemigrations.management.commands._text import (
     DIVERGENCE_HINTS, count_table, describe_errors, error_text,
@@ -18,6 +22,7 @@ from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, ge
 from corehq.doctypemigrations.progress import no_progress, terminal_progress
 from corehq.doctypemigrations.selection import DocTypeSelection
 
+DEFAULT_GIVE_UP_AFTER = 600  # seconds of failing in a row before a phase stops
 PHASES = ('stats', 'initial', 'continuous', 'verify', 'cleanup', 'erase_continuous_progress')
 
 
@@ -74,6 +79,13 @@ class Command(BaseCommand):
                            help="Delete the migrated docs from the source (after the flip).")
         phase.add_argument('--erase-continuous-progress', action='store_true',
                            help="Reset --continuous to the seq recorded before the dump.")
+        phase.add_argument('--status', action='store_true',
+                           help="Show where the migration stands, changing nothing. Exits 0 when "
+                                "fine, 1 when it needs attention, 2 when it cannot be told.")
+        parser.add_argument('--json', action='store_true', help="With --status: print JSON.")
+        parser.add_argument('--max-pending', type=int, default=status.DEFAULT_MAX_PENDING,
+                            help="With --status: more changes than this behind the last "
+                                 "checkpoint need attention.")
         parser.add_argument('--until-caught-up', action='store_true',
                             help="With --continuous: stop at the end of the changes feed.")
         parser.add_argument('--noinput', '--no-input', action='store_false', dest='interactive',
@@ -88,12 +100,29 @@ class Command(BaseCommand):
         parser.add_argument('--heartbeat-seconds', type=float, default=follower.DEFAULT_SETTINGS.heartbeat_seconds,
                             help="With --continuous: how often it records that it is alive.")
         parser.add_argument('--dump-file', help="Where --initial dumps (default ./<slug>.log).")
+        parser.add_argument('--keep-dump', action='store_true',
+                            help="With --initial: keep the dump file once the load is complete (it "
+                                 "holds every migrated doc, password hashes included).")
+        parser.add_argument('--skip-disk-check', action='store_true',
+                            help="With --initial: dump without comparing its estimated size with "
+                                 "the free disk.")
+        parser.add_argument('--assume-free-bytes', type=int, metavar='N',
+                            help="With --initial: take N bytes as the dump folder's free space "
+                                 "instead of measuring it (to rehearse the disk check).")
+        parser.add_argument('--workers', type=int, default=inflight.DEFAULT_WORKERS,
+                            help="Requests kept in flight by --initial, --verify and --cleanup "
+                                 "(default %(default)s; fewer while the server rate-limits).")
+        parser.add_argument('--give-up-after', type=float, metavar='SECONDS',
+                            help="How long a phase keeps retrying a server that fails or rate-limits "
+                                 "without one success in between (default 600; --continuous: never).")
         parser.add_argument('--page-size', type=int,
                             help="Docs per read and per write in every phase that pages (lower it "
                                  "for rate-limited clusters); each phase has its own default.")
 
     def handle(self, slug=None, **options):
         migrator = get_migrator_by_slug(slug) if slug else None
+        if options['status']:
+            return self.run_status(migrator, options)
         if migrator is None:
             raise usage_error()
         phases = [name for name in PHASES if options[name]]
@@ -103,13 +132,21 @@ class Command(BaseCommand):
         self.verbosity = options['verbosity']
         with operator_errors():
             migrator.validate(settings.COUCH_SETTINGS_HELPER)
-            source, target = self._databases(migrator)
+            source, target = self._databases(migrator, self._budget(phases[0], options))
             getattr(self, f"run_{phases[0]}")(migrator, source, target, options)
 
-    def _databases(self, migrator):
+    @staticmethod
+    def _budget(phase, options):
+        """One budget for the phase's requests to both databases."""
+        give_up_after = options['give_up_after']
+        if give_up_after is None:
+            give_up_after = None if phase == 'continuous' else DEFAULT_GIVE_UP_AFTER
+        return PhaseBudget(give_up_after=give_up_after or None)
+
+    def _databases(self, migrator, budget):
         helper = settings.COUCH_SETTINGS_HELPER
-        return (CouchDB(helper.db_url(migrator.source_db_name)),
-                CouchDB(helper.db_url(migrator.target_db_name)))
+        return (CouchDB(helper.db_url(migrator.source_db_name), retry=budget),
+                CouchDB(helper.db_url(migrator.target_db_name), retry=budget))
 
     def say(self, message, style=None):
         if self.verbosity:
@@ -143,15 +180,27 @@ class Command(BaseCommand):
         dump_path = options['dump_file'] or f"{migrator.slug}.log"
         self.say(f"Dumping {source.display_url} to {dump_path}, then loading into {target.display_url}")
         page_size = self._page_size(options, initial.DEFAULT_SETTINGS.page_size)
-        tuning = initial.DEFAULT_SETTINGS._replace(page_size=page_size, batch_docs=page_size)
+        tuning = initial.DEFAULT_SETTINGS._replace(page_size=page_size, batch_docs=page_size,
+                                                   workers=options['workers'])
         result = initial.run_initial(migrator, source, target, dump_path, settings=tuning,
-                                     progress=self._progress())
+                                     progress=self._progress(), keep_dump=options['keep_dump'],
+                                     check_disk=not options['skip_disk_check'],
+                                     free_bytes=options['assume_free_bytes'])
+        if result.dump_resumed_at is not None:
+            self.say(f"Resumed the dump at byte {result.dump_resumed_at} of {dump_path}.")
+        if result.load_resumed_at is not None:
+            self.say(f"Resumed the load at {describe_position(result.load_resumed_at)} of {dump_path}.")
         if result.retried:
             self.say(f"{result.retried} documents refused by an earlier run went in this time.")
         if result.missing_revs:
             self.say(f"{result.missing_revs} revisions changed while dumping; --continuous copies them.")
         self.say(f"Initial migration complete: {result.docs_loaded} docs loaded. "
                  f"Now run --continuous (it starts at seq {result.original_seq}).", self.style.SUCCESS)
+        if result.dump_removed:
+            self.say(f"Removed {dump_path}: it held every migrated doc (--keep-dump keeps it).")
+        else:
+            self.say(f"Kept {dump_path}: it holds every migrated doc, password hashes included; "
+                     f"delete it once you no longer need it.")
 
     def run_continuous(self, migrator, source, target, options):
         state = states.open_state(migrator, source, target)
@@ -168,7 +217,8 @@ class Command(BaseCommand):
             self.say(f"Stopped; checkpoint saved at seq {states.latest_checkpoint(state)}")
 
     def run_verify(self, migrator, source, target, options):
-        result = verify.verify(migrator, source, target, page_size=self._page_size(options, 1000))
+        result = verify.verify(migrator, source, target, page_size=self._page_size(options, 1000),
+                               workers=options['workers'])
         counts = result.counts
         self.stdout.write(", ".join(f"{counts[outcome]} {outcome}" for outcome in verify.OUTCOMES
                                     if counts[outcome] or outcome in (verify.EQUAL, verify.MISSING,
@@ -182,6 +232,28 @@ class Command(BaseCommand):
         hints = [f"{outcome}: {DIVERGENCE_HINTS[outcome].format(slug=migrator.slug)}"
                  for outcome in verify.OUTCOMES if outcome != verify.EQUAL and counts[outcome]]
         raise CommandError("Source and target differ.\n" + "\n".join(hints))
+
+    def run_status(self, migrator, options):
+        """Prints the status; its exit code is for monitors (see status.exit_code).
+        Reads the state by slug, unchecked: it must answer when nothing else would."""
+        try:
+            if migrator is None:
+                raise usage_error()
+            with operator_errors():
+                report = status.current_status(migrator, states.get(migrator.slug),
+                                               settings.COUCH_SETTINGS_HELPER,
+                                               max_pending=options['max_pending'])
+        except CommandError as e:
+            e.returncode = status.UNREADABLE
+            raise
+        self.stdout.write(json.dumps(report, indent=2) if options['json'] else status.render_text(report))
+        code = status.exit_code(report)
+        if code == status.ATTENTION:
+            raise CommandError(f"{migrator.slug} needs attention: {', '.join(report['attention'])}",
+                               returncode=code)
+        if code == status.UNREADABLE:
+            raise CommandError(f"{migrator.slug}: the source is unreachable, so whether the follower "
+                               f"keeps up cannot be told", returncode=code)
 
     def run_erase_continuous_progress(self, migrator, source, target, options):
         state = states.open_state(migrator, source, target)
@@ -198,7 +270,8 @@ class Command(BaseCommand):
             cleanup.begin(migrator, state, source, target, options['canary_wait'])
         with self._progress()('Cleaning up', unit='docs scanned') as bar:
             result = cleanup.clean_up(migrator, source, target, page_size=self._page_size(options, 1000),
-                                      dry_run=dry_run, copy_missing=options['copy_missing'], progress=bar)
+                                      dry_run=dry_run, copy_missing=options['copy_missing'], progress=bar,
+                                      workers=options['workers'])
         self._report_cleanup(migrator, result, dry_run)
         if dry_run:
             return
@@ -257,9 +330,6 @@ class _PrintingEvents(follower.FollowerEvents):
 
     def caught_up(self, seq):
         self.command.say("All caught up!", self.command.style.SUCCESS)
-
-    def retrying(self, error, delay):
-        self.command.stderr.write(f"{error}; retrying in {delay}s")
 
     def diverged(self, divergence):
         hint = DIVERGENCE_HINTS[divergence.cause].format(slug=self.slug)
