@@ -1,18 +1,6 @@
 """Turns COUCHDB_APPS into the per-app database settings couchdbkit reads."""
-from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ImproperlyConfigured
-
-
-def mask_password(url):
-    """The url with its password replaced by ****, safe to print or log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:****@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class CouchSettingsHelper:

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from corehq.couchsettings import CouchSettingsHelper
-from corehq.doctypemigrations.couch import CouchDB
+from corehq.couch import CouchDB
 from corehq.embedded_couch.server import EmbeddedCouch, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from corehq.couchsettings import CouchSettingsHelper
-from corehq.doctypemigrations.couch import CouchDB
+from corehq.couch import CouchDB
 from tests.conftest import bind_couchdbkit
 from tests.couchproxy import CouchProxy
 

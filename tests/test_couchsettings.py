@@ -1,7 +1,8 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from corehq.couchsettings import CouchSettingsHelper, mask_password
+from corehq.couch import mask_password
+from corehq.couchsettings import CouchSettingsHelper
 
 MAIN = 'http://admin:s3cret@couch.example:5984/commcarehq'
 

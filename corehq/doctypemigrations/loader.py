@@ -8,7 +8,7 @@ from collections import namedtuple
 
 import orjson
 
-from corehq.doctypemigrations.couch import CouchHTTPError, RequestTooLarge
+from corehq.couch import CouchHTTPError, RequestTooLarge
 
 DocError = namedtuple('DocError', 'id rev error reason')
 

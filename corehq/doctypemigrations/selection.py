@@ -1,7 +1,7 @@
 """Which documents a migration moves, and reading them with their full history."""
 from collections import namedtuple
 
-from corehq.doctypemigrations.indexing import catch_up
+from corehq.couch.indexing import catch_up
 
 # One document as the _changes feed shows it: its id, every leaf rev (deleted
 # leaves too), the winning revision's body (None without include_docs) and

@@ -1,7 +1,7 @@
 """Per-doc-type counts of both databases, from the couchapps ``all_docs/by_doc_type`` view."""
-from corehq.doctypemigrations.couch import CouchNotFound, DatabaseMissing
+from corehq.couch import CouchNotFound, DatabaseMissing
 from corehq.doctypemigrations.errors import StatsViewMissing
-from corehq.doctypemigrations.indexing import catch_up
+from corehq.couch.indexing import catch_up
 from corehq.doctypemigrations.selection import BY_DOC_TYPE
 
 

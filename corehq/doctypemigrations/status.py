@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from corehq.doctypemigrations import state as states
-from corehq.doctypemigrations.couch import CouchDB, CouchError
+from corehq.couch import CouchDB, CouchError
 from corehq.doctypemigrations.models import DUMPING, FOLLOWING, LOADING
 
 # Beyond this many, pouchdb-server's feed (which gives no ``pending``) is not

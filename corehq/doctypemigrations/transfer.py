@@ -9,7 +9,7 @@ of a doc with a large photo does not send the photo again.
 """
 import base64
 
-from corehq.doctypemigrations.couch import doc_path
+from corehq.couch import doc_path
 from corehq.doctypemigrations.selection import leaf_pairs
 
 

@@ -22,8 +22,8 @@ wait for.
 """
 from collections import defaultdict
 
-from corehq.doctypemigrations.couch import CouchError, CouchHTTPError
-from corehq.doctypemigrations.indexing import wait_for_view_index
+from corehq.couch import CouchError, CouchHTTPError
+from corehq.couch.indexing import wait_for_view_index
 from corehq.preindex.designdocs import design_doc_changed
 
 UPDATED, CREATED, UNCHANGED = 'updated', 'created', 'unchanged'

@@ -11,7 +11,7 @@ from corehq.apps.users.models import (
     AdminUserRole, CommCareUser, DomainRemovalRecord, Invitation, OrgRemovalRecord,
     UserRole, WebUser,
 )
-from corehq.doctypemigrations.couch import CouchDB
+from corehq.couch import CouchDB
 from tests.conftest import PROJECT_DIR
 
 USERS_GROUPS_CLASSES = [CommCareUser, WebUser, Invitation, UserRole, AdminUserRole,

@@ -10,7 +10,7 @@ import pytest
 from django.core.management.base import CommandError
 
 from corehq.doctypemigrations import state as states
-from corehq.doctypemigrations.couch import CouchDB
+from corehq.couch import CouchDB
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import manage_py, put_history, rev, run, visible_trees

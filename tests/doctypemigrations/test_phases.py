@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from corehq.couchsettings import CouchSettingsHelper
-from corehq.doctypemigrations import cleanup, initial, state as states
+from corehq.doctypemigrations import cleanup, state as states
 from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION, why_not_complete
 from corehq.doctypemigrations.migrator import Migrator
 from corehq.doctypemigrations.migrator_instances import users_migration
@@ -210,7 +210,7 @@ def test_a_leaf_that_appears_during_cleanup(migration_dbs, monkeypatch, target_h
         out = call_output(SLUG, '--cleanup', '--dry-run')
         assert source.get('m0', rev=late)['late'] is True
         assert state().phase == CLEANING
-        assert f"Would delete 0 docs" in out
+        assert "Would delete 0 docs" in out
 
 
 def call_output(*args):
@@ -299,7 +299,7 @@ def test_a_changed_main_database_never_reuses_the_state(migration_dbs, settings,
     assert 'users' != recorded['target']['db'] and 'None' not in json.dumps(recorded)
     other = CouchSettingsHelper(f"{couch_url}/{db_prefix}_other", settings.COUCHDB_APPS, ['users'])
     for name in (None, 'users'):
-        from corehq.doctypemigrations.couch import CouchDB
+        from corehq.couch import CouchDB
         CouchDB(other.db_url(name)).create()
     settings.COUCH_SETTINGS_HELPER = other
     with pytest.raises(CommandError, match=rf"(?s)different migrator.*{db_prefix}_other"):

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.core.management.base import CommandError
 
-from corehq.doctypemigrations.couch import CouchDB, CouchUnreachable, PhaseBudget
+from corehq.couch import CouchDB, CouchUnreachable, PhaseBudget
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import run, visible_trees
 from tests.doctypemigrations.test_follower import follower

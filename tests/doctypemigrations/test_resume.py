@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 
 from corehq.couchsettings import CouchSettingsHelper
 from corehq.doctypemigrations import dumpfile, state as states
-from corehq.doctypemigrations.couch import CouchDB, CouchUnreachable, PhaseBudget
+from corehq.couch import CouchDB, CouchUnreachable, PhaseBudget
 from corehq.doctypemigrations.errors import CorruptDumpFile
 from corehq.doctypemigrations.initial import InitialSettings, run_initial
 from corehq.doctypemigrations.migrator_instances import users_migration

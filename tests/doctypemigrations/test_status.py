@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from corehq.couchsettings import CouchSettingsHelper
 from corehq.doctypemigrations import state as states, status
-from corehq.doctypemigrations.couch import CouchDB
+from corehq.couch import CouchDB
 from corehq.doctypemigrations.initial import run_initial
 from corehq.doctypemigrations.migrator_instances import users_migration
 from corehq.embedded_couch.server import free_port

@@ -6,9 +6,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from corehq.doctypemigrations import indexing
-from corehq.doctypemigrations.couch import CouchDB
-from corehq.doctypemigrations.indexing import wait_for_view_index
+from corehq.couch import indexing
+from corehq.couch import CouchDB
+from corehq.couch.indexing import wait_for_view_index
 from corehq.preindex.registry import DesignDocPlacement
 from corehq.preindex.sync import CREATED, UNCHANGED, UPDATED, sync_database
 

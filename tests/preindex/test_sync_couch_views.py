@@ -4,7 +4,7 @@ from django.core.management import call_command
 
 from corehq.apps.groups.models import Group
 from corehq.apps.users.models import CommCareUser, WebUser
-from corehq.doctypemigrations.couch import CouchDB
+from corehq.couch import CouchDB
 
 
 def sync(*args):

@@ -8,7 +8,7 @@ from django.apps import apps
 from django.core.management import CommandError, call_command
 
 from corehq.couchsettings import CouchSettingsHelper
-from corehq.doctypemigrations.couch import CouchDB
+from corehq.couch import CouchDB
 from corehq.doctypemigrations.migrator import Migrator
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug
 from corehq.preindex.registry import ExtraPreindexPlugin

@@ -1,5 +1,5 @@
 """Text the migration commands print: tables, refused docs, error messages."""
-from corehq.doctypemigrations.couch import CouchError
+from corehq.couch import CouchError
 from corehq.doctypemigrations.errors import DocsRefused, MigrationError
 
 # What an operator can do about each doc the migration cannot make equal.

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.conflicts import delete_doc_conflicts
-from corehq.doctypemigrations.couch import CouchDB
+from corehq.couch import CouchDB
 from corehq.doctypemigrations.management.commands._text import describe_errors
 from corehq.doctypemigrations.management.commands.run_doctype_migration import operator_errors
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs

@@ -11,7 +11,7 @@ from django.db import DatabaseError
 from corehq.doctypemigrations import (
     cleanup, follower, inflight, initial, state as states, stats, status, verify,
 )
-from corehq.doctypemigrations.couch import CouchDB, CouchError, PhaseBudget
+from corehq.couch import CouchDB, CouchError, PhaseBudget
 from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
 from corehq.doctypemigrations.dumpfile import describe_position
 from corehq.doctypemigrations.errors import MigrationError

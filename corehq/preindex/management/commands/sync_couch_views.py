@@ -2,8 +2,8 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from corehq.doctypemigrations.couch import CouchDB, CouchError
-from corehq.doctypemigrations.indexing import LOG_EVERY_SECONDS, describe, throttled
+from corehq.couch import CouchDB, CouchError
+from corehq.couch.indexing import LOG_EVERY_SECONDS, describe, throttled
 from corehq.preindex.registry import ExtraPreindexPlugin, design_doc_placements
 from corehq.preindex.sync import UNCHANGED, group_by_db, sync_database
 

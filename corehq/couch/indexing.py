@@ -19,7 +19,7 @@ import time
 from collections import namedtuple
 from urllib.parse import quote
 
-from corehq.doctypemigrations.couch import CouchError, CouchHTTPError, CouchUnauthorized, CouchUnreachable
+from corehq.couch import CouchError, CouchHTTPError, CouchUnauthorized, CouchUnreachable
 
 log = logging.getLogger('corehq.indexing')
 

@@ -3,9 +3,10 @@ import logging
 
 import pytest
 
-from corehq.doctypemigrations import indexing, stats
-from corehq.doctypemigrations.couch import CouchDB, CouchNotFound, CouchUnreachable
-from corehq.doctypemigrations.indexing import (
+from corehq.couch import indexing
+from corehq.doctypemigrations import stats
+from corehq.couch import CouchDB, CouchNotFound, CouchUnreachable
+from corehq.couch.indexing import (
     IndexNotReady, describe, indexer_progress, throttled, wait_for_view_index,
 )
 from corehq.doctypemigrations.selection import migrating_leaves, scan_doc_type_view

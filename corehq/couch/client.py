@@ -1,4 +1,4 @@
-"""A small CouchDB HTTP client: one database, one pooled session, clear errors.
+"""A CouchDB HTTP client: one database, one pooled session, one retry policy, clear errors.
 
 Works against CouchDB 3, Cloudant and pouchdb-server. Seqs are passed through
 untouched: on clusters they are opaque strings.
@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager, nullcontext
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote
 
 import orjson
 import requests
@@ -17,7 +17,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
-from corehq.couchsettings import mask_password
+from corehq.couch.credentials import mask_password, split_credentials
 
 DEFAULT_TIMEOUT = (10, 300)
 
@@ -248,16 +248,6 @@ def make_session(retries=None, pool_size=16):  # room for every request a phase 
     session.mount('http://', adapter)
     session.mount('https://', adapter)
     return session
-
-
-def split_credentials(url):
-    """(url without user:password, (user, password) or None)."""
-    parts = urlsplit(url)
-    if parts.username is None:
-        return url, None
-    netloc = parts.hostname + (f":{parts.port}" if parts.port else '')
-    auth = (unquote(parts.username), unquote(parts.password or ''))
-    return urlunsplit(parts._replace(netloc=netloc)), auth
 
 
 def doc_path(doc_id):

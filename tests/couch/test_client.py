@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from corehq.doctypemigrations.couch import (
+from corehq.couch import (
     CouchDB, CouchHTTPError, CouchUnauthorized, CouchUnreachable, DatabaseMissing, RequestTooLarge,
     RetryPolicy,
 )
@@ -95,7 +95,7 @@ def test_a_429_wait_prints_one_line_to_stderr_without_the_password(couch_proxy, 
     script = (
         "import os, django\n"
         "django.setup()\n"
-        "from corehq.doctypemigrations.couch import CouchDB, CouchUnreachable, RetryPolicy\n"
+        "from corehq.couch import CouchDB, CouchUnreachable, RetryPolicy\n"
         "try:\n"
         "    CouchDB(os.environ['TEST_URL'], retry=RetryPolicy(total=1, backoff_factor=0.2, backoff_jitter=0)).info()\n"
         "except CouchUnreachable as e:\n"
