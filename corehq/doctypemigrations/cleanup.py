@@ -18,6 +18,7 @@ from collections import namedtuple
 
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.errors import CleanupRefused
+from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.inflight import ordered
 from corehq.doctypemigrations.loader import DocError, delete_revs, live_leaf_revs, write_docs
 from corehq.doctypemigrations.models import CLEANED, CLEANING, FOLLOWING
@@ -68,20 +69,24 @@ def _canary_arrives(source, target, doc_type, wait):
         source.bulk_docs([{'_id': doc_id, '_rev': rev, '_deleted': True}])
 
 
-def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missing=False, progress=None,
+def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missing=False, events=None,
              workers=1):
     """Delete from the source every migrating doc whose every live leaf the target
     holds, with up to ``workers`` pages in flight."""
+    events = events or Events()
     totals = CleanupResult(0, [], [], 0, [])
 
     def clean(listed):
         return _clean_page(source, target, dict(listed[0]), dry_run, copy_missing)
 
     pages = migrating_leaves(source, migrator.all_doc_types, page_size)
-    for (_leaves, scanned), page in ordered(pages, clean, workers, source.budget):
-        totals = CleanupResult(*(a + b for a, b in zip(totals, page)))
-        if progress:
-            progress.update(scanned)
+    events.stage('Cleaning up', unit='docs scanned')
+    try:
+        for (_leaves, scanned), page in ordered(pages, clean, workers, source.budget):
+            totals = CleanupResult(*(a + b for a, b in zip(totals, page)))
+            events.advanced('Cleaning up', scanned)
+    finally:
+        events.stage_done('Cleaning up')
     return totals
 
 

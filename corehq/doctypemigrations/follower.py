@@ -20,6 +20,7 @@ from collections import namedtuple
 
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.errors import ContinuousWriteFailed, FollowerStopped
+from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.heartbeat import Heartbeat
 from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs, write_docs
 from corehq.doctypemigrations.models import FOLLOWING
@@ -34,19 +35,6 @@ DEFAULT_SETTINGS = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=30
 Divergence = namedtuple('Divergence', 'doc_id revs cause')
 TARGET_ONLY_LEAF = 'target-only leaf'
 CONFLICT_DELETED_IN_TARGET = 'conflict deleted in target'
-
-
-class FollowerEvents:
-    """What the follower reports; the command layer overrides these to print."""
-
-    def committed(self, changes_read, seq):
-        pass
-
-    def caught_up(self, seq):
-        pass
-
-    def diverged(self, divergence):
-        pass
 
 
 class _Batch:
@@ -78,7 +66,7 @@ class ChangesFollower:
         self.selection = selection
         self.state = state
         self.settings = settings
-        self.events = events or FollowerEvents()
+        self.events = events or Events()
         self.batch = _Batch()
         self._heartbeat = None
 

@@ -21,7 +21,7 @@ from corehq.doctypemigrations.errors import DumpFileError, LoadFailed, NotEnough
 from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, ordered
 from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
-from corehq.doctypemigrations.progress import no_progress
+from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.selection import (
     DocTypeSelection, fetch_leaves, has_doc_type_view, scan_changes, scan_doc_type_view,
 )
@@ -43,7 +43,7 @@ SPACE_MARGIN = 1.25  # a sample's average can be below the whole's
 ROOMY = 2
 
 
-def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, progress=no_progress,
+def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, events=None,
                 keep_dump=False, check_disk=True, free_bytes=None):
     """``free_bytes`` stands for the dump folder's free space, which is
     otherwise measured; ``check_disk=False`` dumps without comparing."""
@@ -63,11 +63,11 @@ def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, 
     missing, dump_resumed_at = 0, None
     if state.phase != LOADING:
         dump_resumed_at = None if state.dump_since is None else state.dump_offset
-        missing = _dump(state, migrator, source, dump_path, settings, progress)
+        missing = _dump(state, migrator, source, dump_path, settings, events or Events())
         states.set_phase(state, LOADING)
     retried = _retry_refusals(state, target, dump_path)
     load_resumed_at = _unfinished_load(state)
-    _load(state, target, dump_path, header_end, settings, progress)
+    _load(state, target, dump_path, header_end, settings, events or Events())
     _raise_if_refused(state)
     states.complete_initial(state)
     removed = not keep_dump and _remove(dump_path)
@@ -201,18 +201,23 @@ def _size(n):
 
 # -- dump and load ------------------------------------------------------------------
 
-def _dump(state, migrator, source, dump_path, settings, progress):
+def _dump(state, migrator, source, dump_path, settings, events):
     pages, total = _enumerate(state, migrator, source, settings)
     missing = 0
-    with dumpfile.DumpWriter(dump_path, state.dump_offset) as writer, \
-            progress('Dumping', total=total, unit='docs scanned') as bar:
-        fetched = ordered(pages, lambda page: fetch_leaves(source, page[0]), settings.workers, source.budget)
-        for (_wanted, scanned, position), (docs, missing_revs) in fetched:
-            missing += len(missing_revs)
-            writer.write(docs)
-            states.save_progress(state, dump_offset=writer.sync(), dump_since=states.encode_seq(position),
-                                 docs_dumped=state.docs_dumped + len(docs))
-            bar.update(scanned)
+    events.stage('Dumping', total=total, unit='docs scanned')
+    try:
+        with dumpfile.DumpWriter(dump_path, state.dump_offset) as writer:
+            fetched = ordered(pages, lambda page: fetch_leaves(source, page[0]), settings.workers,
+                              source.budget)
+            for (_wanted, scanned, position), (docs, missing_revs) in fetched:
+                missing += len(missing_revs)
+                writer.write(docs)
+                states.save_progress(state, dump_offset=writer.sync(),
+                                     dump_since=states.encode_seq(position),
+                                     docs_dumped=state.docs_dumped + len(docs))
+                events.advanced('Dumping', scanned)
+    finally:
+        events.stage_done('Dumping')
     return missing
 
 
@@ -238,17 +243,20 @@ def _feed_size(info):
     return info['doc_count'] + info.get('doc_del_count', 0)
 
 
-def _load(state, target, dump_path, header_end, settings, progress):
+def _load(state, target, dump_path, header_end, settings, events):
     start = state.load_offset or dumpfile.position(header_end)
-    with progress('Loading', total=state.docs_dumped, initial=state.docs_loaded, unit='docs') as bar:
-        batches = dumpfile.read_batches(dump_path, start, settings.batch_bytes, settings.batch_docs,
-                                        size=state.dump_offset)
-        # In order: a load position is recorded only once every batch before it is acknowledged.
-        written = ordered(batches, lambda batch: write_raw(target, [raw for raw, _at in batch[0]]),
-                          settings.workers, target.budget)
+    batches = dumpfile.read_batches(dump_path, start, settings.batch_bytes, settings.batch_docs,
+                                    size=state.dump_offset)
+    # In order: a load position is recorded only once every batch before it is acknowledged.
+    written = ordered(batches, lambda batch: write_raw(target, [raw for raw, _at in batch[0]]),
+                      settings.workers, target.budget)
+    events.stage('Loading', total=state.docs_dumped, done=state.docs_loaded)
+    try:
         for (lines, end), errors in written:
             states.save_load_progress(state, end, state.docs_loaded + len(lines), _refused_lines(lines, errors))
-            bar.update(len(lines))
+            events.advanced('Loading', len(lines))
+    finally:
+        events.stage_done('Loading')
 
 
 def _retry_refusals(state, target, dump_path):

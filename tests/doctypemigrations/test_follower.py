@@ -5,7 +5,8 @@ import pytest
 from django.core.management.base import CommandError
 
 from corehq.doctypemigrations import state as states
-from corehq.doctypemigrations.follower import ChangesFollower, FollowSettings, FollowerEvents
+from corehq.doctypemigrations.events import Events as PhaseEvents
+from corehq.doctypemigrations.follower import ChangesFollower, FollowSettings
 from corehq.doctypemigrations.migrator_instances import users_migration
 from corehq.doctypemigrations.selection import DocTypeSelection
 from tests.doctypemigrations.data import seed
@@ -113,7 +114,7 @@ def test_commits_in_batches_of_the_batch_size(migration_dbs, feed_replays):
     source.bulk_docs([{'_id': f"n{i}", 'doc_type': 'WebUser'} for i in range(250)])
     committed = []
 
-    class Events(FollowerEvents):
+    class Events(PhaseEvents):
         def committed(self, changes_read, seq):
             committed.append(changes_read)
 

@@ -15,6 +15,7 @@ from corehq.couchsettings import CouchSettingsHelper
 from corehq.doctypemigrations import dumpfile, state as states
 from corehq.couch import CouchDB, CouchUnreachable, PhaseBudget
 from corehq.doctypemigrations.errors import CorruptDumpFile
+from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.initial import InitialSettings, run_initial
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.conftest import bind_couchdbkit
@@ -31,26 +32,24 @@ class Killed(Exception):
     pass
 
 
-class StepHook:
-    """A progress bar for run_initial that acts at recorded steps: each
-    ``update`` comes right after a page or batch is recorded in the state."""
+class StepHook(Events):
+    """Events for run_initial that act at recorded steps: each ``update``
+    comes right after a page or batch is recorded in the state, with
+    ``desc`` the stage ('Dumping' or 'Loading')."""
 
-    def __init__(self, desc, *args, **kwargs):
-        self.desc = desc
+    desc = None
+
+    def advanced(self, name, n):
+        self.desc = name
+        self.update(n)
 
     def update(self, n=1):
         raise NotImplementedError
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
 
 def dying_progress(after, phase=None):
-    """A progress factory that 'kills' the run after ``after`` recorded steps
-    (of the bar named ``phase``, or of any)."""
+    """Events that 'kill' the run after ``after`` recorded steps (of the
+    stage named ``phase``, or of any)."""
     steps = {'n': 0}
 
     class Bar(StepHook):
@@ -60,7 +59,7 @@ def dying_progress(after, phase=None):
             if steps['n'] >= after:
                 raise Killed()
 
-    return Bar
+    return Bar()
 
 
 def bulk_seed(db, n):
@@ -116,7 +115,7 @@ def test_a_damaged_block_is_named_by_its_byte_and_a_new_dump_recovers(migration_
                 raise Killed()
 
     with pytest.raises(Killed):
-        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, RecordThenDie)
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, RecordThenDie())
     with open('dump.log', 'r+b') as f:
         f.seek((recorded[0] + recorded[1]) // 2)  # inside the second page's gzip member
         f.write(b'\0\0\0\0')
@@ -306,7 +305,7 @@ def test_initial_survives_the_server_going_away_by_rerunning(own_server, own_dbs
                 bounced.append(restart_later(own_server, delay=3.0, down_for=0))
 
     with pytest.raises(CouchUnreachable):
-        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20), BounceOnce)
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20), BounceOnce())
     bounced[0].join()
     run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
     ids = [f"u{i:05}" for i in range(3000) if i % 3]
@@ -345,6 +344,6 @@ def test_a_doc_deleted_at_a_page_boundary_does_not_hide_the_next_one(migration_d
                 p09 = source.get('p09')
                 source.bulk_docs([{'_id': 'p09', '_rev': p09['_rev'], '_deleted': True}])
 
-    run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, DeleteAtFirstPage)
+    run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, DeleteAtFirstPage())
     assert source.get('p09') is None
     assert [i for i in range(30) if target.get(f"p{i:02}") is None] == []  # p10 most of all

@@ -56,13 +56,13 @@ def status_of_subprocess(env, cwd, *args):
 
 
 def dying_once(step, progress_field):
-    """A progress factory that 'kills' --initial at its first ``step`` ('Dumping'
+    """Events that 'kill' --initial at its first ``step`` ('Dumping'
     or 'Loading') update after the state records some progress."""
     class Bar(StepHook):
         def update(self, n=1):
             if self.desc == step and getattr(states.get(SLUG), progress_field):
                 raise Killed()
-    return Bar
+    return Bar()
 
 
 def write_users(source, prefix, n):

@@ -15,11 +15,11 @@ from corehq.couch import CouchDB, CouchError, PhaseBudget
 from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
 from corehq.doctypemigrations.dumpfile import describe_position
 from corehq.doctypemigrations.errors import MigrationError
+from corehq.doctypemigrations.management.commands._events import CommandEvents
 from corehq.doctypemigrations.management.commands._text import (
     DIVERGENCE_HINTS, count_table, describe_errors, error_text,
 )
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
-from corehq.doctypemigrations.progress import no_progress, terminal_progress
 from corehq.doctypemigrations.selection import DocTypeSelection
 
 DEFAULT_GIVE_UP_AFTER = 600  # seconds of failing in a row before a phase stops
@@ -155,11 +155,10 @@ class Command(BaseCommand):
     def warn(self, message):
         self.stdout.write(self.style.WARNING(message))
 
-    def _progress(self):
+    def _events(self, migrator):
         # Bars go to stderr, like tqdm's own default, so stdout stays parseable.
-        if self.verbosity and self.stderr.isatty():
-            return terminal_progress(self.stderr._out)
-        return no_progress
+        bars = self.stderr._out if self.verbosity and self.stderr.isatty() else None
+        return CommandEvents(self, migrator.slug, bars)
 
     @staticmethod
     def _page_size(options, default):
@@ -183,7 +182,7 @@ class Command(BaseCommand):
         tuning = initial.DEFAULT_SETTINGS._replace(page_size=page_size, batch_docs=page_size,
                                                    workers=options['workers'])
         result = initial.run_initial(migrator, source, target, dump_path, settings=tuning,
-                                     progress=self._progress(), keep_dump=options['keep_dump'],
+                                     events=self._events(migrator), keep_dump=options['keep_dump'],
                                      check_disk=not options['skip_disk_check'],
                                      free_bytes=options['assume_free_bytes'])
         if result.dump_resumed_at is not None:
@@ -209,7 +208,7 @@ class Command(BaseCommand):
             batch_size=self._page_size(options, follower.DEFAULT_SETTINGS.batch_size),
             heartbeat_seconds=options['heartbeat_seconds'])
         run = follower.ChangesFollower(source, target, DocTypeSelection(migrator.all_doc_types),
-                                       state, settings=tuning, events=_PrintingEvents(self, migrator.slug))
+                                       state, settings=tuning, events=self._events(migrator))
         try:
             with sigterm_as_interrupt():
                 run.run(until_caught_up=options['until_caught_up'])
@@ -268,10 +267,9 @@ class Command(BaseCommand):
         if not dry_run:
             self._confirm_cleanup(migrator, source, options['interactive'])
             cleanup.begin(migrator, state, source, target, options['canary_wait'])
-        with self._progress()('Cleaning up', unit='docs scanned') as bar:
-            result = cleanup.clean_up(migrator, source, target, page_size=self._page_size(options, 1000),
-                                      dry_run=dry_run, copy_missing=options['copy_missing'], progress=bar,
-                                      workers=options['workers'])
+        result = cleanup.clean_up(migrator, source, target, page_size=self._page_size(options, 1000),
+                                  dry_run=dry_run, copy_missing=options['copy_missing'],
+                                  events=self._events(migrator), workers=options['workers'])
         self._report_cleanup(migrator, result, dry_run)
         if dry_run:
             return
@@ -318,19 +316,3 @@ class Command(BaseCommand):
             self.stdout.write(f"  {doc_id}")
         if len(doc_ids) > limit:
             self.stdout.write(f"  ... and {len(doc_ids) - limit} more")
-
-
-class _PrintingEvents(follower.FollowerEvents):
-    def __init__(self, command, slug):
-        self.command = command
-        self.slug = slug
-
-    def committed(self, changes_read, seq):
-        self.command.say(f"Read {changes_read} changes, saved seq {seq}")
-
-    def caught_up(self, seq):
-        self.command.say("All caught up!", self.command.style.SUCCESS)
-
-    def diverged(self, divergence):
-        hint = DIVERGENCE_HINTS[divergence.cause].format(slug=self.slug)
-        self.command.warn(f"{divergence.doc_id}: {divergence.cause} ({', '.join(divergence.revs)}): {hint}")

@@ -1,0 +1,43 @@
+"""How the migration commands show a phase's events: tqdm bars for its
+stages on a terminal (stderr, so stdout stays parseable), lines for the rest."""
+from tqdm import tqdm
+
+from corehq.doctypemigrations.events import Events
+from corehq.doctypemigrations.management.commands._text import DIVERGENCE_HINTS
+
+
+class CommandEvents(Events):
+    """``bars``: the stream to draw progress bars on, or None for none."""
+
+    def __init__(self, command, slug, bars=None):
+        self.command = command
+        self.slug = slug
+        self.bars = bars
+        self._drawn = {}
+
+    def stage(self, name, total=None, done=0, unit='docs'):
+        if self.bars is None:
+            return
+        if callable(total):
+            total = total()  # a count that costs a query: asked only when a bar shows it
+        self._drawn[name] = tqdm(desc=name, total=total, initial=done, unit=f" {unit}", file=self.bars,
+                                 dynamic_ncols=True, mininterval=0.5, unit_scale=True)
+
+    def advanced(self, name, n):
+        if name in self._drawn:
+            self._drawn[name].update(n)
+
+    def stage_done(self, name):
+        bar = self._drawn.pop(name, None)
+        if bar is not None:
+            bar.close()
+
+    def committed(self, changes_read, seq):
+        self.command.say(f"Read {changes_read} changes, saved seq {seq}")
+
+    def caught_up(self, seq):
+        self.command.say("All caught up!", self.command.style.SUCCESS)
+
+    def diverged(self, divergence):
+        hint = DIVERGENCE_HINTS[divergence.cause].format(slug=self.slug)
+        self.command.warn(f"{divergence.doc_id}: {divergence.cause} ({', '.join(divergence.revs)}): {hint}")
