@@ -577,12 +577,6 @@ class CouchDB:
                            body={'doc_ids': list(doc_ids)})
         return result['results']
 
-    def update_view_index(self, ddoc, view):
-        """Bring a view's index up to date now: any query indexes what changed,
-        and one without rows or a reduce costs nothing else (pouchdb-server
-        computes a reduce by reading every row, even for ``limit=0``)."""
-        self.view(ddoc, view, reduce=False, limit=0)
-
     def view(self, ddoc, view, keys=None, **params):
         params = {k: _bool(v) for k, v in params.items()}
         path = f"_design/{quote(ddoc, safe='')}/_view/{quote(view, safe='')}"

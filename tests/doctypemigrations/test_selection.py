@@ -1,3 +1,4 @@
+from corehq.couch.indexing import catch_up
 from corehq.doctypemigrations.selection import BY_DOC_TYPE, scan_doc_type_view
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import make_conflicted
@@ -41,8 +42,8 @@ def test_a_view_that_emits_no_revs_is_read_with_its_docs(migration_dbs):
 def test_a_stale_read_sees_only_what_the_last_refresh_indexed(migration_dbs):
     source, _ = migration_dbs
     source.put({'_id': 'early', 'doc_type': 'Group'})
-    source.update_view_index(*BY_DOC_TYPE)
+    catch_up(source, *BY_DOC_TYPE)
     source.put({'_id': 'late', 'doc_type': 'Group'})
     assert set(leaves_by_id(source, ['Group'], stale=True)) == {'early'}
-    source.update_view_index(*BY_DOC_TYPE)
+    catch_up(source, *BY_DOC_TYPE)
     assert set(leaves_by_id(source, ['Group'], stale=True)) == {'early', 'late'}
