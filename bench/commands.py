@@ -4,6 +4,8 @@ pointed at the bench's server, databases and state file through the environment.
 Peak RSS comes from ``wait4``'s rusage of that very child (what ``/usr/bin/time
 -v`` reports too), so it is exact and needs no extra dependency.
 """
+import copy
+import itertools
 import os
 import signal
 import subprocess
@@ -29,9 +31,10 @@ class Finished:
     returncode: int
     stdout: str
     stderr: str
+    cpu_seconds: float = None   # user + system CPU of the command (from the same rusage)
 
-    def check(self):
-        if self.returncode != 0:
+    def check(self, ok_codes=(0,)):
+        if self.returncode not in ok_codes:
             raise CommandFailed(f"manage.py {' '.join(self.args)} exited with {self.returncode}:\n"
                                 f"{self.stdout[-2000:]}\n{self.stderr[-2000:]}")
         return self
@@ -73,7 +76,8 @@ class Running:
             time.sleep(0.005)
         code, rusage, seconds = self._reaped
         return Finished(self.args, seconds, rusage.ru_maxrss / 1024, code,
-                        self.output(), self.err_path.read_text(errors='replace'))
+                        self.output(), self.err_path.read_text(errors='replace'),
+                        rusage.ru_utime + rusage.ru_stime)
 
     def interrupt(self, timeout=30):
         """Ctrl-C, as an operator stops --continuous (it commits and stops beating)."""
@@ -108,7 +112,7 @@ class Project:
         self.workdir = Path(workdir) / label
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.workdir / 'state.sqlite3'
-        self._seq = 0
+        self._numbers = itertools.count(1)   # shared with via() copies: no output file is reused
 
     def env(self):
         env = dict(os.environ)
@@ -124,9 +128,9 @@ class Project:
         return env
 
     def start(self, *args, wrapper=()):
-        self._seq += 1
-        out_path = self.workdir / f"cmd{self._seq}.out"
-        err_path = self.workdir / f"cmd{self._seq}.err"
+        number = next(self._numbers)
+        out_path = self.workdir / f"cmd{number}.out"
+        err_path = self.workdir / f"cmd{number}.err"
         with open(out_path, 'wb') as out, open(err_path, 'wb') as err:
             started = time.monotonic()
             process = subprocess.Popen(
@@ -134,17 +138,28 @@ class Project:
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, preexec_fn=_default_sigint)
         return Running(args, process, started, out_path, err_path)
 
-    def run(self, *args, timeout=1800, wrapper=()):
+    def run(self, *args, timeout=1800, wrapper=(), ok_codes=(0,)):
         running = self.start(*args, wrapper=wrapper)
         try:
-            return running.finish(timeout).check()
+            return running.finish(timeout).check(ok_codes)
         finally:
             running.kill()
+
+    def via(self, server_url):
+        """The same project (state, working directory, databases) reaching
+        CouchDB at ``server_url``: a proxy standing for a link to a remote cluster."""
+        other = copy.copy(self)
+        other.server_url = server_url
+        return other
+
+    @property
+    def dump_path(self):
+        return self.workdir / f"{SLUG}.log"
 
     def fresh_state(self):
         """A new, empty state database with its tables, and no dump file."""
         self.state_path.unlink(missing_ok=True)
-        (self.workdir / f"{SLUG}.log").unlink(missing_ok=True)
+        self.dump_path.unlink(missing_ok=True)
         self.run('migrate', '--verbosity', '0')
 
     def sync_design_docs(self):

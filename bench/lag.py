@@ -23,6 +23,7 @@ from bench.couchclient import Server
 from bench.datagen import MIGRATING_TYPES, OTHER_TYPES
 
 TICKS_PER_SECOND = 10      # the rate is written as 10 bulk requests a second
+QUIET_WRITES = 20          # writes after the quiet spell, one a second
 CAUGHT_UP_TIMEOUT = 300
 DRAIN_TIMEOUT = 30         # after the writer stops, how long late writes may take
 
@@ -212,6 +213,54 @@ def measure_lag(project, server, rate, seconds):
         p50=percentile(observed, 0.50), p95=percentile(observed, 0.95),
         max=observed[-1] if observed else float('nan'),
         follower_peak_rss_mb=finished.peak_rss_mb)
+
+
+def measure_quiet_lag(project, server, quiet_seconds, writes=QUIET_WRITES, interval=1.0):
+    """--continuous caught up and idle for ``quiet_seconds``, then ``writes``
+    new migrating docs a second apart: a follower whose feed went stale in the
+    quiet (an idle connection dropped, a longpoll that waits out its timeout)
+    shows it as lag here, where a busy writer would hide it."""
+    source = server.db(project.main_db)
+    running = project.start('run_doctype_migration', SLUG, '--continuous')
+    observer = TargetObserver(server.url, project.target_db)
+    try:
+        _wait_for_output(running, 'All caught up', CAUGHT_UP_TIMEOUT)
+        observer.start()
+        observer.ready.wait(30)
+        time.sleep(quiet_seconds)
+        if running.poll() is not None:
+            raise RuntimeError(f"--continuous exited during the quiet spell:\n{running.output()[-1000:]}")
+        writer = Writer(source, seed=11)
+        started = time.monotonic()
+        for index in range(writes):
+            delay = started + index * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            _write_one_migrating(writer, index)
+        elapsed = time.monotonic() - started
+        lags = _drain(observer, writer.measured)
+    finally:
+        observer.stop()
+        finished = running.interrupt(timeout=30)
+        if finished.returncode != 0:
+            clear_heartbeat(project)
+    if observer.error:
+        raise observer.error
+    observed = sorted(lag for lag in lags if lag is not None)
+    return LagResult(
+        seconds=elapsed, changes=writer.changes, achieved_rate=writer.changes / elapsed,
+        measured_writes=len(lags), unobserved=len(lags) - len(observed),
+        p50=percentile(observed, 0.50), p95=percentile(observed, 0.95),
+        max=observed[-1] if observed else float('nan'),
+        follower_peak_rss_mb=finished.peak_rss_mb)
+
+
+def _write_one_migrating(writer, index):
+    doc = {'_id': f"quiet-{uuid.uuid4().hex}", 'doc_type': MIGRATING_TYPES[index % len(MIGRATING_TYPES)],
+           'domain': 'lag-bench', 'notes': 'x' * 500}
+    rev = writer.db.bulk_docs([doc])[0]['rev']
+    writer.measured.append(Write(doc['_id'], int(rev.split('-', 1)[0]), time.monotonic()))
+    writer.changes += 1
 
 
 def _drain(observer, writes):

@@ -1,4 +1,4 @@
-"""The bench: every figure of issue 5 measured on one server, with one data set, in one run.
+"""The bench: every figure of issues 5, 11 and 12 measured on one server, in one run.
 
 A phase that fails is recorded with its error and the run goes on with what
 does not depend on it, so a broken phase still leaves every other figure.
@@ -10,21 +10,19 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
+from typing import Callable, Optional
 
-from bench import datagen, lag, migration, peers, profiling, report
+from bench import datagen, lag, migration, peers, profiling, remote, report
 from bench.commands import PROJECT_DIR, Project
 from bench.couchclient import Server
-from bench.server import embedded_server, sigterm_as_interrupt, temporary_workdir
+from bench.server import client_cpu, cpu_meter, embedded_server, sigterm_as_interrupt, temporary_workdir, \
+    watch_cpu_of
 
 DEFAULT_OUT = PROJECT_DIR / 'bench' / 'results' / 'latest.json'
 MAIN_DB, SMALL_DB = 'bench', 'bench_small'
-PEER_DBS = {'raw_view': 'peer_raw_view', 'raw_changes': 'peer_raw_changes', 'replicate': 'peer_replicate'}
-COPY_LABELS = {
-    'initial': '--initial (dump + load)',
-    'raw_view': 'raw copy loop via by_doc_type view',
-    'raw_changes': 'raw copy loop via _changes',
-    'replicate': 'pouchdb _replicate with JS filter',
-}
+PEER_DBS = {'raw_view': 'peer_raw_view', 'raw_view_small': 'peer_raw_view_small',
+            'raw_changes': 'peer_raw_changes', 'replicate': 'peer_replicate'}
 
 
 def parse_args(argv):
@@ -32,25 +30,42 @@ def parse_args(argv):
         prog='bench/run.py', description="Measure the doc type migration against its peers on the same "
         "data, in one run, on a pouchdb-server of its own; prints a table and writes JSON.")
     parser.add_argument('--docs', type=int, help="Docs in the source (default 100000; 10000 with --quick).")
+    parser.add_argument('--small-docs', type=int, help="Docs in the smaller data set that throughput and "
+                        "peak RSS at N are compared with (default N/5).")
     parser.add_argument('--lag-seconds', type=float, help="How long the writer runs during --continuous "
-                        "(default 60; 15 with --quick).")
+                        "(default 60; 10 with --quick).")
     parser.add_argument('--lag-rate', type=float, default=300, help="Writer's changes/s (default 300).")
-    parser.add_argument('--rounds', type=int, help="Times each copy is measured, interleaved, best kept "
-                        "(default 2; 1 with --quick).")
-    parser.add_argument('--quick', action='store_true', help="A smoke run: 10k docs, 15 s of lag, 1 round.")
+    parser.add_argument('--quiet-seconds', type=float, help="How long --continuous sits caught up with "
+                        "nothing to do before the quiet-then-write lag's writes (default 120; 20 with "
+                        "--quick).")
+    parser.add_argument('--link-ms', type=float, default=50, help="Delay per request of the simulated link "
+                        "to a remote cluster (default %(default)s ms).")
+    parser.add_argument('--rate-limit', type=float, default=0.15, help="Share of requests answered 429 "
+                        "in the rate-limited runs (default %(default)s).")
+    parser.add_argument('--rounds', type=int, help="Times each copy is measured, in a rotating order; "
+                        "the median is kept (default 3; 1 with --quick).")
+    parser.add_argument('--only-scale', action='store_true', help="Only what issue 12's scale figures need: "
+                        "--initial and the raw view loop at N and at --small-docs, the dump size, --stats "
+                        "and --status at N. Skips _replicate, the _changes loop, the link and 429 runs, "
+                        "--continuous and --cleanup. For `--docs 1000000`.")
+    parser.add_argument('--quick', action='store_true', help="A smoke run: 10k docs, 1 round, 10 s of "
+                        "lag, 20 s of quiet then 10 writes, --canary-wait 1 in the 429 run's --cleanup.")
     parser.add_argument('--out', default=str(DEFAULT_OUT), help="Where the JSON goes (default %(default)s).")
     parser.add_argument('--profile', metavar='DIR', help="Also run --initial once more under py-spy "
                         "(not counted in the figures) and write its speedscope profile to DIR.")
     parser.add_argument('--seed', type=int, default=1)
     args = parser.parse_args(argv)
     args.docs = args.docs or (10_000 if args.quick else 100_000)
-    args.lag_seconds = args.lag_seconds or (15 if args.quick else 60)
-    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.small_docs = args.small_docs or args.docs // 5
+    args.lag_seconds = args.lag_seconds or (10 if args.quick else 60)
+    args.quiet_seconds = args.quiet_seconds if args.quiet_seconds is not None else (20 if args.quick else 120)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.quiet_writes = 10 if args.quick else lag.QUIET_WRITES
     return args
 
 
 class Run:
-    """Progress on stderr (a ten-minute run shows where it is), phase timings,
+    """Progress on stderr (a long run shows where it is), phase timings,
     and the errors of phases that failed."""
 
     def __init__(self):
@@ -101,46 +116,120 @@ def main(argv=None):
     run = Run()
     with sigterm_as_interrupt(), temporary_workdir() as workdir, embedded_server(workdir) as couch:
         server = Server(couch.url)
+        watch_cpu_of(couch.pid())
         dataset, figures = run_all(args, server, workdir, doc_types, run)
         meta = describe(args, server, run)
-    goals = report.targets(figures)
+    goals = report.targets(figures, args)
     print(report.table(meta, dataset, figures, goals))
     report.write_json(args.out, meta, dataset, figures, goals)
     print(f"\nwrote {args.out}")
     return 1 if run.errors else 0
 
 
+@dataclass
+class Copy:
+    """One way of copying the migrating docs, measured once per round."""
+    label: str
+    measure: Callable[[], dict]       # -> {'seconds', 'in_target', optional 'rss', 'dump_bytes', 'link'}
+    dataset: datagen.DataSet
+    index: Optional[str]              # the by_doc_type index figure it depends on ('setup_view', ...)
+    base: Optional[str]               # the copy its "x" column compares with
+
+
 def run_all(args, server, workdir, doc_types, run):
     big = Project(workdir, server.url, MAIN_DB, 'n')
-    small = Project(workdir, server.url, SMALL_DB, 'n5')
-    datasets = run.phase('generate', f"writing {args.docs} + {args.docs // 5} docs", lambda: (
+    small = Project(workdir, server.url, SMALL_DB, 'n_small')
+    datasets = run.phase('generate', f"writing {args.docs} + {args.small_docs} docs", lambda: (
         datagen.generate(server.db(MAIN_DB), args.docs, seed=args.seed),
-        datagen.generate(server.db(SMALL_DB), args.docs // 5, seed=args.seed + 1)))
+        datagen.generate(server.db(SMALL_DB), args.small_docs, seed=args.seed + 1)))
     if datasets is None:
         raise RuntimeError(f"could not write the data set: {run.errors['generate']}")
     dataset, dataset_small = datasets
     figures = {}
     for project, key, ds in ((big, 'setup_view', dataset), (small, 'setup_view_small', dataset_small)):
-        figures[key] = run.phase(key, f"syncing design docs to {project.main_db}, indexing by_doc_type",
-                                 lambda: _index_view(server, project, ds))
-    figures.update(measure_copies(args, server, big, dataset, doc_types, run))
-    initial_done = run.errors.get('initial') is None
+        figures[key] = run.phase(key, f"syncing design docs to {project.main_db}, indexing by_doc_type "
+                                 f"({ds.docs} docs)", lambda: _index_view(server, project, ds))
+    copies = define_copies(args, server, big, small, dataset, dataset_small, doc_types)
+    figures.update(measure_copies(args, copies, figures, run))
+    initial_done = figures.get('initial') is not None
+    if initial_done and migration.phase_of(big) != 'following':
+        # The round's last --initial of the big data set failed (a link or 429 run,
+        # say): the phases below need a complete one.
+        run.phase('restore', "one more direct --initial (not measured): the last one did not complete",
+                  lambda: _initial(big, server))
+    if initial_done:
+        # The last --initial of the rounds left the big project's state in place:
+        # read it as an operator would.
+        figures['readers'] = run.phase('readers', "--stats (twice), --status, --status --json at N",
+                                       lambda: migration.time_readers(big, server))
     if args.profile and initial_done:
         figures['profile'] = run.phase('profile', f"profiling one more --initial into {args.profile}",
                                        lambda: profiling.profile_initial(big, server, args.profile))
-    figures['initial_small'] = run.phase(
-        'initial_small', f"--initial at N/5 ({dataset_small.docs} docs)",
-        lambda: _initial_figure(small, server, dataset_small, f"--initial at N/5 ({dataset_small.docs} docs)"))
-    if initial_done:
-        figures['continuous'] = run.phase(
-            'continuous', f"--continuous, writer at {args.lag_rate:.0f} changes/s for {args.lag_seconds:.0f} s",
-            lambda: lag.measure_lag(big, server, args.lag_rate, args.lag_seconds).as_dict())
-        figures['cleanup'] = run.phase('cleanup', "--cleanup --noinput --canary-wait 0",
-                                       lambda: _cleanup_figure(big, server))
-    for name, error in run.errors.items():
+    if not args.only_scale:
+        if figures.get('initial_small') is not None:
+            figures['rate_limited_phases'] = run.phase(
+                'rate_limited_phases', f"every phase at N_small through a proxy answering "
+                f"{args.rate_limit:.0%} of requests 429",
+                lambda: remote.every_phase_rate_limited(small, server, args.rate_limit, args.seed,
+                                                        canary_wait=1 if args.quick else None))
+        if initial_done:
+            figures['continuous'] = run.phase(
+                'continuous',
+                f"--continuous, writer at {args.lag_rate:.0f} changes/s for {args.lag_seconds:.0f} s",
+                lambda: lag.measure_lag(big, server, args.lag_rate, args.lag_seconds).as_dict())
+            figures['quiet_lag'] = run.phase(
+                'quiet_lag', f"--continuous caught up, {args.quiet_seconds:.0f} s of quiet, then "
+                f"{args.quiet_writes} writes a second apart",
+                lambda: lag.measure_quiet_lag(big, server, args.quiet_seconds, args.quiet_writes).as_dict())
+            figures['cleanup'] = run.phase('cleanup', "--cleanup with and without its canary wait and "
+                                           "index catch-up", lambda: _cleanup_figures(big, server, workdir))
+    for name in run.errors:
         figures.setdefault(name.split('#')[0], None)
     figures['errors'] = dict(run.errors)
     return dict(dataset.as_dict(), small=dataset_small.as_dict()), figures
+
+
+def define_copies(args, server, big, small, dataset, dataset_small, doc_types):
+    source, source_small = server.db(big.main_db), server.db(small.main_db)
+    ddocs = {}
+
+    def target_ddocs():
+        # The design docs sync_couch_views puts on a migration target, read once.
+        if not ddocs:
+            ddocs['all'] = migration.design_docs(server.db(big.target_db))
+        return ddocs['all']
+
+    def peer(name, copy):
+        return lambda: _peer(server, name, copy, target_ddocs())
+
+    copies = {
+        'initial': Copy('--initial (dump + load)', lambda: _initial(big, server, keep_dump=True),
+                        dataset, 'setup_view', 'initial'),
+        'initial_small': Copy(f"--initial at N_small ({dataset_small.docs} docs)",
+                              lambda: _initial(small, server, keep_dump=True),
+                              dataset_small, 'setup_view_small', 'initial_small'),
+        'raw_view': Copy('raw copy loop via by_doc_type view',
+                         peer('raw_view', lambda t: peers.copy_via_view(source, t, doc_types)),
+                         dataset, 'setup_view', 'initial'),
+        'raw_view_small': Copy(f"raw copy loop via view at N_small ({dataset_small.docs} docs)",
+                               peer('raw_view_small',
+                                    lambda t: peers.copy_via_view(source_small, t, doc_types)),
+                               dataset_small, 'setup_view_small', 'initial_small'),
+    }
+    if args.only_scale:
+        return copies
+    copies.update({
+        'initial_w1': Copy('--initial --workers 1 (one request at a time)',
+                           lambda: _initial(big, server, '--workers', '1'), dataset, 'setup_view', 'initial'),
+        'raw_changes': Copy('raw copy loop via _changes',
+                            peer('raw_changes', lambda t: peers.copy_via_changes(source, t, doc_types)),
+                            dataset, None, 'initial'),
+        'replicate': Copy('pouchdb _replicate with JS filter',
+                          peer('replicate', lambda t: peers.replicate(server, source, t, doc_types)),
+                          dataset, None, 'initial'),
+    })
+    copies.update(remote.define_copies(args, server, big, dataset, doc_types, Copy, _initial, target_ddocs))
+    return copies
 
 
 def _index_view(server, project, dataset):
@@ -151,77 +240,103 @@ def _index_view(server, project, dataset):
             'docs': dataset.docs, 'docs_per_s': dataset.docs / seconds}
 
 
-def _initial_figure(project, server, dataset, label):
-    sample = _initial(project, server)
-    return report.copy_figure(label, [sample['seconds']], dataset.expected_in_target, sample['in_target'],
-                              dataset.docs, rss=[sample['rss']])
-
-
-def _cleanup_figure(project, server):
-    """--cleanup with the by_doc_type index caught up first, and that catch-up
-    timed on its own, as for --initial: on pouchdb-server the index lags by
-    the --continuous phase's writes until a query, while CouchDB indexes in
-    the background, so the catch-up is the writer's cost, not the cleanup's."""
-    catch_up = migration.index_doc_type_view(server.db(project.main_db))
-    result = migration.run_cleanup(project)
-    return {'label': '--cleanup, deletes from the source', 'seconds': result.seconds,
-            'deleted': result.count, 'deletes_per_s': result.count / result.seconds,
-            'peak_rss_mb': result.peak_rss_mb, 'index_catch_up_s': catch_up}
-
-
-def measure_copies(args, server, project, dataset, doc_types, run):
-    """Each copy of the same source ``rounds`` times, in alternating order so a
-    drifting machine does not favour whichever runs first; the best is kept."""
-    source = server.db(project.main_db)
-    ddocs = migration.design_docs(server.db(project.target_db))
-    copies = {
-        'initial': lambda: _initial(project, server),
-        'raw_view': lambda: _peer(server, 'raw_view', lambda t: peers.copy_via_view(source, t, doc_types),
-                                  ddocs),
-        'raw_changes': lambda: _peer(server, 'raw_changes',
-                                     lambda t: peers.copy_via_changes(source, t, doc_types), ddocs),
-        'replicate': lambda: _peer(server, 'replicate',
-                                   lambda t: peers.replicate(server, source, t, doc_types), ddocs),
-    }
-    samples = {name: [] for name in copies}
+def measure_copies(args, copies, figures, run):
+    """Each copy ``rounds`` times, the order rotated every round so a drifting
+    machine favours no copy and every copy follows a different one each time;
+    the median is kept, with the spread."""
+    names = list(copies)
+    step = max(1, len(names) // max(1, args.rounds))
+    samples = {name: [] for name in names}
     for round_no in range(args.rounds):
-        order = list(copies) if round_no % 2 == 0 else list(reversed(copies))
-        if round_no == args.rounds - 1:
-            # --continuous and --cleanup go on from the last --initial's state.
-            order.remove('initial')
-            order.append('initial')
+        shift = (round_no * step) % len(names)
+        order = names[shift:] + names[:shift]
         for name in order:
-            sample = run.phase(f"{name}#{round_no + 1}", f"round {round_no + 1}: {name}", copies[name])
+            sample = run.phase(f"{name}#{round_no + 1}", f"round {round_no + 1}/{args.rounds}: {name}",
+                               copies[name].measure)
             if sample is None:
                 run.errors.setdefault(name, run.errors[f"{name}#{round_no + 1}"])
             else:
                 samples[name].append(sample)
-    figures = {}
-    for name, results in samples.items():
+    result = {}
+    for name, copy in copies.items():
+        results = samples[name]
         if name in run.errors or not results:
-            figures[name] = None
+            result[name] = None
             continue
-        figures[name] = report.copy_figure(
-            COPY_LABELS[name], [r['seconds'] for r in results],
-            dataset.expected_in_target, min(r['in_target'] for r in results), dataset.docs,
-            rss=[r['rss'] for r in results] if name == 'initial' else None)
-    return figures
+        index = figures.get(copy.index) if copy.index else None
+        result[name] = report.copy_figure(copy.label, results, copy.dataset, copy.base,
+                                          index_seconds=index['seconds'] if index else None)
+    return result
 
 
-def _initial(project, server):
+def _initial(project, server, *extra, keep_dump=False, via=None):
+    """A first --initial into an empty target. ``via`` is a proxy's url the
+    migrator reaches both databases through; the setup goes direct."""
     migration.prepare_fresh_run(project, server)
-    result = migration.run_initial(project)
-    return {'seconds': result.seconds, 'rss': result.peak_rss_mb,
-            'in_target': migration.live_docs(server.db(project.target_db))}
+    measured = project.via(via) if via else project
+    with cpu_meter() as cpu:
+        result = migration.run_initial(measured, *extra, *(('--keep-dump',) if keep_dump else ()))
+    sample = {'seconds': result.seconds, 'rss': result.peak_rss_mb, 'client_cpu_s': result.cpu_seconds,
+              'in_target': migration.live_docs(server.db(project.target_db)), **cpu.figures()}
+    if keep_dump:
+        sample['dump_bytes'] = project.dump_path.stat().st_size
+        project.dump_path.unlink()
+    return sample
 
 
 def _peer(server, name, copy, design_docs):
     target = server.db(PEER_DBS[name])
     peers.prepare_target(target, design_docs)
-    result = copy(target)
+    with cpu_meter() as cpu, client_cpu() as client:
+        result = copy(target)
     in_target = migration.live_docs(target)
     target.delete()  # keep the server's working set to the databases still measured
-    return {'seconds': result.seconds, 'in_target': in_target}
+    return {'seconds': result.seconds, 'in_target': in_target, **cpu.figures(), **client.figures()}
+
+
+def _cleanup_figures(project, server, workdir):
+    """--cleanup as an operator runs it (its default canary wait, and the
+    by_doc_type catch-up it does first), and without either, each measured.
+
+    A cleanup deletes what it measures, so the second one runs on a copy of
+    the source made at this point (pouchdb's local _replicate, not timed: the
+    same docs, conflicts and deleted leaves), migrated with a direct --initial
+    (not timed) that also builds the copy's index. On the source itself the
+    index then lags by the --continuous phases' writes, as in production
+    after --continuous stops.
+    """
+    copy_db = f"{project.main_db}_copy"
+    twin = Project(workdir, server.url, copy_db, 'cleanup_copy')
+    started = time.monotonic()
+    server.json('POST', '_replicate', body={'source': project.main_db, 'target': copy_db,
+                                            'create_target': True}, timeout=3600)
+    copy_seconds = time.monotonic() - started
+    _initial(twin, server)   # the copy's target, state and (through --initial) its index
+    with cpu_meter() as cpu:
+        bare = migration.run_cleanup(twin, '--canary-wait', '0')
+    bare_cpu = cpu.figures()
+    server.db(twin.target_db).delete_if_exists()
+    server.db(copy_db).delete_if_exists()
+    with cpu_meter() as cpu:
+        full = migration.run_cleanup(project)
+    return {
+        'bare': _cleanup_figure('--cleanup --canary-wait 0, index current', bare, bare_cpu),
+        'full': _cleanup_figure('--cleanup (default canary wait, own index catch-up)', full, cpu.figures()),
+        'copy_seconds': copy_seconds,
+    }
+
+
+def _cleanup_figure(label, result, cpu):
+    seconds = result.seconds
+    figure = {'label': label, 'seconds': seconds, 'deleted': result.count,
+              'deletes_per_s': result.count / seconds, 'peak_rss_mb': result.peak_rss_mb}
+    for key, name in (('server_main_cpu_s', 'server_main_cpu'), ('server_cpu_s', 'server_cpu'),
+                      ('machine_busy_s', 'machine_busy')):
+        if cpu.get(key) is not None:
+            figure[name] = cpu[key] / seconds
+    if result.cpu_seconds is not None:
+        figure['client_cpu'] = result.cpu_seconds / seconds
+    return figure
 
 
 def describe(args, server, run):
@@ -229,7 +344,9 @@ def describe(args, server, run):
         'started_at': run.started_at,
         'wall_seconds': run.elapsed(),
         'phases_s': run.phases,
-        'docs': args.docs, 'rounds': args.rounds, 'lag_seconds': args.lag_seconds, 'lag_rate': args.lag_rate,
+        'docs': args.docs, 'small_docs': args.small_docs, 'rounds': args.rounds,
+        'lag_seconds': args.lag_seconds, 'lag_rate': args.lag_rate, 'quiet_seconds': args.quiet_seconds,
+        'link_ms': args.link_ms, 'rate_limit': args.rate_limit, 'only_scale': args.only_scale,
         'quick': args.quick, 'cpus': os.cpu_count(), 'python': platform.python_version(),
         'pouchdb_server': server.json('GET', '')['version'],
         'git_commit': _git('rev-parse', 'HEAD'),

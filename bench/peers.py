@@ -119,17 +119,20 @@ def install_replication_filter(source, doc_types):
     source.put(ddoc)
 
 
-def replicate(server, source, target, doc_types):
+def replicate(server, source, target, doc_types, source_url=None):
     """pouchdb-server's own one-shot ``_replicate`` with the doc-type filter,
     into the existing target.
 
     The design doc holding the filter is installed first (a source write; it
-    does not pass its own filter, so it is not copied).
+    does not pass its own filter, so it is not copied). With ``source_url``
+    (the source's full url through a proxy) the replicator reads the source
+    over HTTP through it, as a remote peer pulling from the cluster would.
     """
     install_replication_filter(source, doc_types)
     started = time.monotonic()
     result = server.json('POST', '_replicate', body={
-        'source': source.name, 'target': target.name, 'filter': 'bench_replication/by_doc_type'})
+        'source': source_url or source.name, 'target': target.name,
+        'filter': 'bench_replication/by_doc_type'}, timeout=3600)
     seconds = time.monotonic() - started
     if not result.get('ok', False) or result.get('doc_write_failures'):
         raise RuntimeError(f"_replicate failed: {result}")
