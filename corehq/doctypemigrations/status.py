@@ -287,7 +287,7 @@ def summary_rows(status):
     return [
         ('phase', status['phase']),
         ('source', _couch_text(status['couch'])),
-        ('dump', _dump_text(status['dump'])),
+        ('dump', _dump_text(status['dump'], status['phase'])),
         ('load', _load_text(status['load'])),
         ('refused', _refused_text(status)),
         ('checkpoint', _checkpoint_text(status['checkpoint'])),
@@ -326,11 +326,12 @@ def _couch_text(couch):
     return f"UNREACHABLE: {error}" if where in error else f"{where}: UNREACHABLE: {error}"
 
 
-def _dump_text(dump):
+def _dump_text(dump, phase):
     if not dump['exists']:
-        # --initial removes its dump once complete; a relative path is also
-        # looked for from this process's folder, which may not be where it ran.
-        return f"{dump['path']} (not found here), {dump['docs_dumped']} docs dumped"
+        # --initial removes its dump once the phase is complete; before that a
+        # missing dump means the next --initial starts the dump over.
+        gone = 'removed after the load' if phase in states.INITIAL_COMPLETE else 'not found'
+        return f"{dump['path']} ({gone}), {dump['docs_dumped']} docs dumped"
     done = ', complete' if dump['complete'] else ''
     return f"{dump['path']} ({_bytes_text(dump['bytes'])}), {dump['docs_dumped']} docs dumped{done}"
 
