@@ -48,6 +48,11 @@ def parse_args(argv):
                         "--initial and the raw view loop at N and at --small-docs, the dump size, --stats "
                         "and --status at N. Skips _replicate, the _changes loop, the link and 429 runs, "
                         "--continuous and --cleanup. For `--docs 1000000`.")
+    parser.add_argument('--only', type=lambda text: set(text.split(',')), metavar='NAMES',
+                        help="Measure only these figures (comma-separated keys of the JSON's figures: "
+                        "copies such as initial,proxy_initial,rl_initial,link_initial,link_raw, and "
+                        "readers, rate_limited_phases, continuous, link_lag, quiet_lag, cleanup). For working on "
+                        "one figure; a ratio needs both of its figures named.")
     parser.add_argument('--quick', action='store_true', help="A smoke run: 10k docs, 1 round, 10 s of "
                         "lag, 20 s of quiet then 10 writes, --canary-wait 1 in the 429 run's --cleanup.")
     parser.add_argument('--out', default=str(DEFAULT_OUT), help="Where the JSON goes (default %(default)s).")
@@ -150,14 +155,20 @@ def run_all(args, server, workdir, doc_types, run):
         figures[key] = run.phase(key, f"syncing design docs to {project.main_db}, indexing by_doc_type "
                                  f"({ds.docs} docs)", lambda: _index_view(server, project, ds))
     copies = define_copies(args, server, big, small, dataset, dataset_small, doc_types)
+    if args.only:
+        copies = {name: copy for name, copy in copies.items() if name in args.only}
     figures.update(measure_copies(args, copies, figures, run))
-    initial_done = figures.get('initial') is not None
-    if initial_done and migration.phase_of(big) != 'following':
+    initial_done = figures.get('initial') is not None or (args.only and 'initial' not in args.only)
+
+    def wanted(name):
+        return not args.only or name in args.only
+    needs_state = any(wanted(name) for name in ('readers', 'continuous', 'link_lag', 'quiet_lag', 'cleanup'))
+    if initial_done and needs_state and migration.phase_of(big) != 'following':
         # The round's last --initial of the big data set failed (a link or 429 run,
         # say): the phases below need a complete one.
         run.phase('restore', "one more direct --initial (not measured): the last one did not complete",
                   lambda: _initial(big, server))
-    if initial_done:
+    if initial_done and wanted('readers'):
         # The last --initial of the rounds left the big project's state in place:
         # read it as an operator would.
         figures['readers'] = run.phase('readers', "--stats (twice), --status, --status --json at N",
@@ -166,21 +177,29 @@ def run_all(args, server, workdir, doc_types, run):
         figures['profile'] = run.phase('profile', f"profiling one more --initial into {args.profile}",
                                        lambda: profiling.profile_initial(big, server, args.profile))
     if not args.only_scale:
-        if figures.get('initial_small') is not None:
+        if wanted('rate_limited_phases') and (figures.get('initial_small') is not None or args.only):
             figures['rate_limited_phases'] = run.phase(
                 'rate_limited_phases', f"every phase at N_small through a proxy answering "
                 f"{args.rate_limit:.0%} of requests 429",
                 lambda: remote.every_phase_rate_limited(small, server, args.rate_limit, args.seed,
                                                         canary_wait=1 if args.quick else None))
-        if initial_done:
+        if initial_done and wanted('continuous'):
             figures['continuous'] = run.phase(
                 'continuous',
                 f"--continuous, writer at {args.lag_rate:.0f} changes/s for {args.lag_seconds:.0f} s",
                 lambda: lag.measure_lag(big, server, args.lag_rate, args.lag_seconds).as_dict())
+        if initial_done and wanted('link_lag'):
+            figures['link_lag'] = run.phase(
+                'link_lag', f"--continuous via a {args.link_ms:g} ms link, writer at {args.lag_rate:.0f} "
+                f"changes/s for {args.lag_seconds:.0f} s",
+                lambda: remote.lag_through_link(big, server, args.link_ms / 1000, args.lag_rate,
+                                                args.lag_seconds, args.seed))
+        if initial_done and wanted('quiet_lag'):
             figures['quiet_lag'] = run.phase(
                 'quiet_lag', f"--continuous caught up, {args.quiet_seconds:.0f} s of quiet, then "
                 f"{args.quiet_writes} writes a second apart",
                 lambda: lag.measure_quiet_lag(big, server, args.quiet_seconds, args.quiet_writes).as_dict())
+        if initial_done and wanted('cleanup'):
             figures['cleanup'] = run.phase('cleanup', "--cleanup with and without its canary wait and "
                                            "index catch-up", lambda: _cleanup_figures(big, server, workdir))
     for name in run.errors:

@@ -67,6 +67,15 @@ def define_copies(args, server, project, dataset, doc_types, Copy, initial, targ
     }
 
 
+def lag_through_link(project, server, latency, rate, seconds, seed):
+    """--continuous reaching both databases through the link while the writer
+    writes to the source direct, as the app does next to its cluster."""
+    with linkproxy.link(server.url, latency=latency, seed=seed) as proxy:
+        result = lag.measure_lag(project.via(proxy.url), server, rate, seconds).as_dict()
+    result['link'] = proxy.counters
+    return result
+
+
 def _peer_sample(result, target, proxy, cpu, client):
     in_target = migration.live_docs(target)
     target.delete()

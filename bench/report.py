@@ -157,6 +157,7 @@ def targets(figures, args=None):
                LINK_VS_REPLICATOR)
     ratio_goal(f"initial vs _replicate via {link}, incl. index", 'link_initial', 'link_replicate',
                LINK_VS_REPLICATOR, with_index=True)
+    goal(f"continuous lag p95 via {link}", f"<= {LAG_P95_SECONDS} s", ['link_lag'], lag)
     goal("continuous lag p95 after quiet" + (f" ({args.quiet_seconds:.0f} s)" if args else ''),
          f"<= {LAG_P95_SECONDS} s", ['quiet_lag'], lag)
     share = f"{args.rate_limit:.0%}" if args else 'some'
@@ -297,6 +298,8 @@ def table(meta, dataset, figures, goals):
                          f"{r['peak_rss_mb']:5.0f} MB  {r['deleted']} deleted"
                          + (f"; CPU {cpu}" if cpu else ''))
     for key, title in (('continuous', '--continuous, writer at {rate:.0f} changes/s for {seconds:.0f} s'),
+                       ('link_lag', '--continuous via the link, writer at {rate:.0f} changes/s for '
+                                    '{seconds:.0f} s'),
                        ('quiet_lag',
                         '--continuous after {quiet} s of quiet, then {writes} writes a second apart')):
         lag = figures.get(key)

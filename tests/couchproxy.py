@@ -95,6 +95,11 @@ class BadSeq(ValueError):
     pass
 
 
+def _endpoint(request):
+    """The path's last part: ``_bulk_get``, ``_bulk_docs``, a doc id..."""
+    return request.target.split('?', 1)[0].rstrip('/').rsplit('/', 1)[-1]
+
+
 def encode_seq(n):
     """A CouchDB-3-looking seq for pouchdb's integer ``n``: a number prefix that
     clients must not do arithmetic on, then base64 that really carries ``n``."""
@@ -211,6 +216,8 @@ class CouchProxy:
             self.recent = deque(maxlen=RECENT_REQUESTS)
             self.bytes_received = 0
             self.bytes_sent = 0
+            self.largest_response = {}  # the largest body per endpoint, each way
+            self.largest_request = {}
             self.in_flight = 0
             self.max_in_flight = 0  # the most requests the client had open at once
             self.drops = 0
@@ -233,6 +240,8 @@ class CouchProxy:
             self._requests.append((request.method, request.target))
             self.recent.append(request.line)
             self.bytes_received += len(request.body)
+            endpoint = _endpoint(request)
+            self.largest_request[endpoint] = max(len(request.body), self.largest_request.get(endpoint, 0))
 
     @contextmanager
     def _open_request(self):
@@ -248,6 +257,12 @@ class CouchProxy:
     def _add(self, counter, amount):
         with self._lock:
             setattr(self, counter, getattr(self, counter) + amount)
+
+    def _note_response(self, request, size):
+        """The largest response body per endpoint (see _endpoint)."""
+        endpoint = _endpoint(request)
+        with self._lock:
+            self.largest_response[endpoint] = max(size, self.largest_response.get(endpoint, 0))
 
     def _count_sent(self, amount):
         self._add('bytes_sent', amount)
@@ -868,6 +883,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._rewrite_document(response, writer, rewrites)
         writer.finish()
+        self.proxy._note_response(request, writer.sent)
         if response.will_close:
             self._close_upstream()
 

@@ -73,11 +73,15 @@ class PhaseBudget:
     previous one, growing by half on every 429) and speeds up again with each
     success (by a fifth: faster than it slows, so a server that refuses a
     steady share at random does not stall the phase), as CouchDB's replicator
-    does. ``scale(n)`` shrinks batch sizes: halved on a 429, grown back by a
-    thirty-second of the full size with each success.
+    does. ``scale(n)`` shrinks batch sizes and requests in flight: halved on
+    a 429, grown back by a sixteenth of the full size with each success. The
+    429s of one second halve it once: Cloudant meters per second, so the
+    requests in flight that all hit the same second's limit are one signal,
+    not several (as TCP halves its window once per round trip).
     """
 
     MIN_INTERVAL, MAX_INTERVAL = 0.05, 10.0
+    RATE_WINDOW = 1.0
 
     def __init__(self, give_up_after=300, first_contact_retries=2):
         self.give_up_after = give_up_after
@@ -87,6 +91,7 @@ class PhaseBudget:
         self.interval = 0.0
         self.factor = 1.0
         self._next_at = 0.0
+        self._halved_at = None
         self._lock = threading.Lock()
 
     def answered(self):
@@ -95,7 +100,7 @@ class PhaseBudget:
             self.failing_since = None
             if self.interval:
                 self.interval = self.interval * 0.8 if self.interval > self.MIN_INTERVAL else 0.0
-            self.factor = min(1.0, self.factor + 1 / 32)
+            self.factor = min(1.0, self.factor + 1 / 16)
 
     def failed(self):
         with self._lock:
@@ -105,7 +110,10 @@ class PhaseBudget:
     def rate_limited(self):
         with self._lock:
             self.interval = min(self.MAX_INTERVAL, max(self.MIN_INTERVAL, self.interval * 1.5))
-            self.factor = max(1 / 16, self.factor / 2)
+            now = time.monotonic()
+            if self._halved_at is None or now - self._halved_at >= self.RATE_WINDOW:
+                self._halved_at = now
+                self.factor = max(1 / 16, self.factor / 2)
 
     def exhausted(self):
         with self._lock:
@@ -133,8 +141,9 @@ class RetryPolicy(Retry):
     sends no Retry-After). Everything else (400, 401, 403, 404, 409, 412,
     413...) is an answer and is never retried.
 
-    The defaults keep trying for about 3.5 minutes (12 retries, waiting
-    0.5 s, doubling up to 30 s, plus jitter) before giving up: long enough for
+    The defaults keep trying for about 3 minutes (12 retries, waiting
+    0.25 s as CouchDB's replicator does, doubling up to 30 s, plus jitter)
+    before giving up: long enough for
     a remote cluster to shed load or finish a restart. Of those, failing to
     connect at all gets 2, as that is more often a wrong url or a server that
     is down than a busy one (--continuous waits out outages in its own loop),
@@ -147,8 +156,8 @@ class RetryPolicy(Retry):
     ``corehq.couch`` before each wait.
     """
 
-    def __init__(self, total=12, connect=2, read=5, *, backoff_factor=0.5, backoff_max=30,
-                 backoff_jitter=0.5, retry_after_max=300, status_forcelist=TRANSIENT_STATUSES,
+    def __init__(self, total=12, connect=2, read=5, *, backoff_factor=0.25, backoff_max=30,
+                 backoff_jitter=0.25, retry_after_max=300, status_forcelist=TRANSIENT_STATUSES,
                  allowed_methods=None, raise_on_status=False, label=None, budget=None, **kwargs):
         super().__init__(
             total=total, connect=connect, read=read, backoff_factor=backoff_factor,
@@ -265,6 +274,9 @@ TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 
 
+BAD_URL_ERRORS = (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+                  requests.exceptions.InvalidURL)
+
 MID_BODY_ERRORS = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
 
 
@@ -275,7 +287,7 @@ class CouchDB:
     def __init__(self, url, session=None, timeout=DEFAULT_TIMEOUT, retry=None):
         """``retry``: how long to keep trying, a PhaseBudget (shared by the
         phase's databases), a RetryPolicy or a number of retries (default:
-        RetryPolicy(), about 3.5 minutes). It governs every
+        RetryPolicy(), about 3 minutes). It governs every
         call, unless ``session`` is not one of make_session()'s: such a session
         keeps its own retries for what fails before a response arrives."""
         self.display_url = mask_password(url.rstrip('/'))
@@ -327,6 +339,9 @@ class CouchDB:
             raise CouchUnreachable(f"{self.display_url}: the server kept failing ({_reason(e)})") from None
         except TRANSPORT_ERRORS as e:
             raise CouchUnreachable(f"Cannot reach {self.display_url}: {_reason(e)}") from None
+        except BAD_URL_ERRORS:
+            raise CouchError(f"{self.display_url} is not a CouchDB url: it needs to be "
+                             f"http(s)://[user:password@]host[:port]/database") from None
         if self.budget is not None and response.status_code not in TRANSIENT_STATUSES:
             self.budget.answered()
         if response.status_code >= 400:
@@ -502,6 +517,21 @@ class CouchDB:
         if not keys:
             return []
         return self.json('POST', '_all_docs', params=params, body={'keys': list(keys)})['rows']
+
+    def live_ids(self, doc_ids):
+        """The ids among ``doc_ids`` whose winning revision is live: the doc has
+        at least one live leaf (CouchDB picks a live leaf over any deleted one).
+
+        Asked with ``_bulk_get`` by id, which answers a deleted or missing doc
+        without a body (CouchDB: an error, pouchdb-server: an empty entry) and
+        reads less than ``_all_docs`` with keys on pouchdb-server.
+        """
+        if not doc_ids:
+            return set()
+        body = {'docs': [{'id': doc_id} for doc_id in doc_ids]}
+        result = self.json('POST', '_bulk_get', params={'revs': 'false', 'attachments': 'false'}, body=body)
+        return {entry['id'] for entry in result['results'] for item in entry['docs']
+                if 'ok' in item and not item['ok'].get('_deleted')}
 
     def winning_revs(self, doc_ids):
         """{doc_id: (winning rev, deleted)} for the ids that exist, deleted or not."""

@@ -7,10 +7,7 @@ def mask_password(url):
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username}:****@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:****@{_host_port(parts)}"))
 
 
 def split_credentials(url):
@@ -18,6 +15,12 @@ def split_credentials(url):
     parts = urlsplit(url)
     if parts.username is None:
         return url, None
-    netloc = parts.hostname + (f":{parts.port}" if parts.port else '')
+    netloc = _host_port(parts)
     auth = (unquote(parts.username), unquote(parts.password or ''))
     return urlunsplit(parts._replace(netloc=netloc)), auth
+
+
+def _host_port(parts):
+    # As written: urlsplit's hostname and port are None or raise for a url
+    # that is malformed there, and the caller still needs a printable url.
+    return parts.netloc.rpartition('@')[2]

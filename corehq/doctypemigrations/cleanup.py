@@ -148,8 +148,8 @@ def _confirm_gone(source, target, doc_ids):
 
 
 def _still_live(db, doc_ids):
-    winners = db.winning_revs(doc_ids) if doc_ids else {}
-    return [doc_id for doc_id in doc_ids if doc_id in winners and not winners[doc_id][1]]
+    live = db.live_ids(doc_ids)
+    return [doc_id for doc_id in doc_ids if doc_id in live]
 
 
 def mark_complete(state):

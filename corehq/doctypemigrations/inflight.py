@@ -5,37 +5,106 @@ answers; keeping a few requests going at once (CouchDB's replicator keeps
 about 8) hides that latency. Results come back in the order of the work, so
 a caller can record progress only up to the last piece done with everything
 before it done too, and memory holds at most the window.
+
+The pieces of work themselves (view or feed pages, each asking for the one
+before it) are read ahead in a thread of their own, so that read's round trip
+overlaps the caller's work on the previous piece instead of adding to it.
 """
+import queue
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 DEFAULT_WORKERS = 4
+READ_AHEAD = 2
+_END = object()
 
 
 def ordered(items, work, workers=DEFAULT_WORKERS, budget=None):
     """Yield (item, work(item)) in the order of ``items``, with up to ``workers``
     calls running at once; fewer while the server rate-limits (``budget``'s
     scale, see couch.PhaseBudget). An error stops the iteration where it
-    happened: what was yielded before it is complete."""
+    happened: what was yielded before it is complete. Work already under way
+    when producing the next item fails is finished and yielded first, so its
+    progress is not lost."""
     if workers <= 1:
         for item in items:
             yield item, work(item)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='couch') as pool:
         window = deque()
+        upcoming = read_ahead(items)
         try:
-            for item in items:
+            while True:
+                try:
+                    item = next(upcoming)
+                except StopIteration:
+                    break
+                except Exception:
+                    while window:
+                        yield _done(window)
+                    raise
                 while len(window) >= _allowed(workers, budget):
-                    done_item, future = window.popleft()
-                    yield done_item, future.result()
+                    yield _done(window)
                 window.append((item, pool.submit(work, item)))
             while window:
-                done_item, future = window.popleft()
-                yield done_item, future.result()
+                yield _done(window)
         finally:
+            upcoming.close()
             for _item, future in window:
                 future.cancel()
 
 
+def _done(window):
+    item, future = window.popleft()
+    return item, future.result()
+
+
 def _allowed(workers, budget):
     return workers if budget is None else budget.scale(workers)
+
+
+def read_ahead(items, depth=READ_AHEAD):
+    """``items``, produced in a thread of their own up to ``depth`` ahead of
+    the caller; an error of the producer is raised where it happened, after
+    the items before it. A caller that stops early stops the producer after
+    the item it is making (it is left to finish a request, not waited for)."""
+    slots = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    threading.Thread(target=_produce, args=(items, slots, stop), name='couch-read-ahead', daemon=True).start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+def _produce(items, slots, stop):
+    try:
+        for item in items:
+            if not _offer(slots, (item, None), stop):
+                return
+    except BaseException as error:  # handed to the consumer, raised there
+        _offer(slots, (_END, error), stop)
+    else:
+        _offer(slots, (_END, None), stop)
+    finally:
+        close = getattr(items, 'close', None)
+        if close is not None:
+            close()
+
+
+def _offer(slots, entry, stop):
+    """Put ``entry`` once there is room; False if the consumer stopped first."""
+    while not stop.is_set():
+        try:
+            slots.put(entry, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False

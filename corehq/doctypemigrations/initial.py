@@ -17,6 +17,7 @@ import shutil
 from collections import namedtuple
 
 from corehq.doctypemigrations import dumpfile, state as states
+from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET, fetch_bounded, with_data
 from corehq.doctypemigrations.errors import DumpFileError, LoadFailed, NotEnoughDiskSpace
 from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, ordered
 from corehq.doctypemigrations.loader import DocError, write_raw
@@ -27,13 +28,19 @@ from corehq.doctypemigrations.selection import (
 )
 from corehq.doctypemigrations.stats import doc_types_total
 
-# ``workers``: pages fetched, or batches written, at once (see inflight).
-InitialSettings = namedtuple('InitialSettings', 'page_size batch_bytes batch_docs workers',
-                             defaults=(DEFAULT_WORKERS,))
+# ``workers``: pages fetched, or batches written, at once (see inflight);
+# ``attachment_bytes``: attachment data read at once (see attachments).
+InitialSettings = namedtuple('InitialSettings', 'page_size batch_bytes batch_docs workers attachment_bytes',
+                             defaults=(DEFAULT_WORKERS, ATTACHMENT_BUDGET))
 DEFAULT_SETTINGS = InitialSettings(page_size=1000, batch_bytes=4 * 1024 * 1024, batch_docs=1000)
 
 InitialResult = namedtuple('InitialResult', 'docs_dumped docs_loaded original_seq missing_revs retried '
                                              'dump_resumed_at load_resumed_at dump_removed')
+
+# View rows are small (an id and its leaf revs) and each read needs the one
+# before it, so a view read covers several fetches: over a slow link that
+# chain of reads, not the fetches in flight, would otherwise set the pace.
+VIEW_PAGES = 4
 
 SAMPLE_DOCS = 100  # per doc type, to estimate the dump's size
 SPACE_MARGIN = 1.25  # a sample's average can be below the whole's
@@ -207,18 +214,39 @@ def _dump(state, migrator, source, dump_path, settings, events):
     events.stage('Dumping', total=total, unit='docs scanned')
     try:
         with dumpfile.DumpWriter(dump_path, state.dump_offset) as writer:
-            fetched = ordered(pages, lambda page: fetch_leaves(source, page[0]), settings.workers,
-                              source.budget)
-            for (_wanted, scanned, position), (docs, missing_revs) in fetched:
-                missing += len(missing_revs)
+            fetched = ordered(_fetches(pages, settings.page_size),
+                              lambda fetch: fetch_bounded(source, fetch[0], settings.attachment_bytes),
+                              settings.workers, source.budget)
+            unsaved = 0
+            for (_wanted, scanned, position), (docs, pending, missing_revs) in fetched:
                 writer.write(docs)
-                states.save_progress(state, dump_offset=writer.sync(),
-                                     dump_since=states.encode_seq(position),
-                                     docs_dumped=state.docs_dumped + len(docs))
-                events.advanced('Dumping', scanned)
+                unsaved += len(docs)
+                for group in pending:  # one group of attachment data in memory at a time
+                    filled, gone = with_data(source, group)
+                    writer.write(filled)
+                    unsaved += len(filled)
+                    missing_revs += gone
+                missing += len(missing_revs)
+                if position is not None:
+                    states.save_progress(state, dump_offset=writer.sync(),
+                                         dump_since=states.encode_seq(position),
+                                         docs_dumped=state.docs_dumped + unsaved)
+                    unsaved = 0
+                    events.advanced('Dumping', scanned)
     finally:
         events.stage_done('Dumping')
     return missing
+
+
+def _fetches(pages, size):
+    """Each page split into fetches of at most ``size`` docs. Only a page's
+    last fetch carries its position and scanned count: progress is recorded
+    at page ends, where the position is."""
+    for wanted, scanned, position in pages:
+        parts = [wanted[i:i + size] for i in range(0, len(wanted), size)] or [[]]
+        for part in parts[:-1]:
+            yield part, 0, None
+        yield parts[-1], scanned, position
 
 
 def _enumerate(state, migrator, source, settings):
@@ -230,7 +258,8 @@ def _enumerate(state, migrator, source, settings):
     position = states.decode_seq(state.dump_since) or {}
     by_view = 'view' in position if position else has_doc_type_view(source)
     if by_view:
-        pages = scan_doc_type_view(source, migrator.all_doc_types, settings.page_size, position.get('view'))
+        pages = scan_doc_type_view(source, migrator.all_doc_types, settings.page_size * VIEW_PAGES,
+                                   position.get('view'))
         return ((changes, len(changes), {'view': at}) for changes, at in pages), \
             lambda: doc_types_total(source, migrator.all_doc_types)
     selection = DocTypeSelection(migrator.all_doc_types)

@@ -1,27 +1,37 @@
 """Per-doc-type counts of both databases, from the couchapps ``all_docs/by_doc_type`` view."""
+from contextlib import contextmanager
+
 from corehq.couch import CouchNotFound, DatabaseMissing
 from corehq.doctypemigrations.errors import StatsViewMissing
 from corehq.couch.indexing import catch_up
 from corehq.doctypemigrations.selection import BY_DOC_TYPE
 
 
-def doc_type_counts(db):
-    """{doc_type: count of live docs}; a reduce over the view, not a scan."""
-    rows = _query(db, group_level=1)
-    return {row['key'][0]: row['value'] for row in rows}
+def doc_type_counts(db, doc_types=None):
+    """{doc_type: count of live docs}; a reduce over the view, not a scan.
+
+    Given ``doc_types``, only their key ranges are reduced: pouchdb-server
+    computes a reduce at query time by reading each row in range, so counting
+    a few doc types of a big database costs their rows only (CouchDB keeps
+    reduce values in its index and answers either at once)."""
+    with _view_needed(db):
+        catch_up(db, *BY_DOC_TYPE)  # a reduce query would wait for it with a read timeout
+        if doc_types is None:
+            return {row['key'][0]: row['value'] for row in db.view(*BY_DOC_TYPE, group_level=1)['rows']}
+        return {doc_type: sum(row['value'] for row in db.view(
+                    *BY_DOC_TYPE, startkey=[doc_type], endkey=[doc_type, {}])['rows'])
+                for doc_type in doc_types}
 
 
 def doc_types_total(db, doc_types):
-    """Live docs of ``doc_types``, reducing only their key ranges (pouchdb-server
-    reduces by reading the rows, so the whole view would cost far more)."""
-    return sum(row['value'] for doc_type in doc_types
-               for row in _query(db, startkey=[doc_type], endkey=[doc_type, {}]))
+    """Live docs of ``doc_types`` (see doc_type_counts)."""
+    return sum(doc_type_counts(db, doc_types).values())
 
 
-def _query(db, **params):
+@contextmanager
+def _view_needed(db):
     try:
-        catch_up(db, *BY_DOC_TYPE)  # a reduce query would wait for it with a read timeout
-        return db.view(*BY_DOC_TYPE, **params)['rows']
+        yield
     except DatabaseMissing:
         raise
     except CouchNotFound:

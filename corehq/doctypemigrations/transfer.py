@@ -10,19 +10,26 @@ of a doc with a large photo does not send the photo again.
 import base64
 
 from corehq.couch import doc_path
+from corehq.doctypemigrations.attachments import BUDGET, groups
+from corehq.doctypemigrations.loader import write_docs
 from corehq.doctypemigrations.selection import leaf_pairs
 
 
-def fetch_missing(source, target, changes):
-    """(docs to write with new_edits=false, (id, rev) pairs the source no longer has)."""
+def copy_missing(source, target, changes, budget=BUDGET):
+    """Write the leaf revisions of ``changes`` the target lacks, with
+    new_edits=false; returns (the docs written, as read with attachment stubs;
+    the errors; (id, rev) pairs the source no longer has).
+
+    Attachment data is read and sent in groups of at most ``budget`` bytes,
+    so a batch of users with large photos is never in memory at once."""
     lacking = target.revs_diff(_leaves_by_id(changes))
     pairs = [(doc_id, rev) for doc_id, entry in lacking.items() for rev in entry['missing']]
     docs, gone = source.bulk_get(pairs, attachments=False)
-    with_atts = [doc for doc in docs if doc.get('_attachments')]
-    held = _newest_held_ancestors(target, with_atts)
-    for doc in with_atts:
-        _inline_attachments_after(source, doc, held.get((doc['_id'], doc['_rev']), 0))
-    return docs, gone
+    held = _newest_held_ancestors(target, [doc for doc in docs if doc.get('_attachments')])
+    errors = []
+    for group in groups(docs, budget, lambda doc: _bytes_to_send(doc, held)):
+        errors += write_docs(target, [_with_data(source, doc, held) for doc in group])
+    return docs, errors, gone
 
 
 def _leaves_by_id(changes):
@@ -52,12 +59,26 @@ def _newest_held_ancestors(target, docs):
     return result
 
 
-def _inline_attachments_after(source, doc, held_generation):
-    """Attachments changed after ``held_generation`` get their data; the rest
-    stay stubs, which the target resolves from the ancestor it holds."""
-    for name, att in doc['_attachments'].items():
-        if att.get('revpos', 0) > held_generation:
-            data = source.request('GET', f"{doc_path(doc['_id'])}/{doc_path(name)}",
-                                  params={'rev': doc['_rev']}).content
-            doc['_attachments'][name] = {'content_type': att.get('content_type'),
-                                         'data': base64.b64encode(data).decode()}
+def _to_send(doc, held):
+    """The attachments of ``doc`` changed after the newest ancestor the target
+    holds: those get their data; the rest stay stubs, which the target
+    resolves from that ancestor."""
+    generation = held.get((doc['_id'], doc['_rev']), 0)
+    return [name for name, att in (doc.get('_attachments') or {}).items() if att.get('revpos', 0) > generation]
+
+
+def _bytes_to_send(doc, held):
+    return sum(doc['_attachments'][name].get('length', 0) for name in _to_send(doc, held))
+
+
+def _with_data(source, doc, held):
+    """A copy of ``doc`` with the data of the attachments to send inline."""
+    names = _to_send(doc, held)
+    if not names:
+        return doc
+    attachments = dict(doc['_attachments'])
+    for name in names:
+        data = source.request('GET', f"{doc_path(doc['_id'])}/{doc_path(name)}", params={'rev': doc['_rev']}).content
+        attachments[name] = {'content_type': attachments[name].get('content_type'),
+                             'data': base64.b64encode(data).decode()}
+    return dict(doc, _attachments=attachments)

@@ -209,3 +209,17 @@ def test_a_change_during_the_wait_ends_it_at_once(couch_server, db_prefix):
     finally:
         writer.join()
     assert 1 <= time.monotonic() - started < 4
+
+
+def test_live_ids_are_the_docs_with_a_live_leaf(couch_server, db_prefix):
+    db = CouchDB(f"{couch_server.url}/{db_prefix}")
+    db.create()
+    live_rev = db.put({'_id': 'live', 'n': 1})['rev']
+    gone_rev = db.put({'_id': 'gone', 'n': 1})['rev']
+    db.bulk_docs([{'_id': 'gone', '_rev': gone_rev, '_deleted': True}])
+    # 'half': one branch deleted, one live; 'dead': both branches deleted
+    for doc_id, deleted in (('half', (True, False)), ('dead', (True, True))):
+        db.bulk_docs([{'_id': doc_id, '_rev': f"1-{branch}", '_deleted': dead, '_revisions': {
+            'start': 1, 'ids': [branch]}} for branch, dead in zip(('aaa', 'bbb'), deleted)], new_edits=False)
+    assert db.live_ids(['live', 'gone', 'half', 'dead', 'never']) == {'live', 'half'}
+    assert db.live_ids([]) == set() and live_rev

@@ -78,6 +78,16 @@ def test_unknown_host_is_one_clear_line(db, settings, couch_settings):
         run('user_db_migration', '--stats')
 
 
+@pytest.mark.parametrize('url', ['couch.example.com:5984/commcarehq', 'htp://admin:hunter2@couch:5984/commcarehq',
+                                 'http://admin:hunter2@/commcarehq'])
+def test_a_malformed_server_url_is_one_clear_line(db, settings, couch_settings, url):
+    settings.COUCH_SETTINGS_HELPER = CouchSettingsHelper(url, settings.COUCHDB_APPS, ['users'])
+    with pytest.raises(CommandError, match=r'is not a CouchDB url: it needs to be http\(s\)://') as excinfo:
+        run('user_db_migration', '--stats')
+    assert 'hunter2' not in str(excinfo.value)
+    assert states.get(users_migration.slug) is None
+
+
 def test_wrong_credentials_are_named_without_the_password(db, settings, couch_server, couch_settings):
     url = couch_server.url.replace('http://', 'http://admin:hunter2@') + '/commcarehq'
     settings.COUCH_SETTINGS_HELPER = CouchSettingsHelper(url, settings.COUCHDB_APPS, ['users'])

@@ -1,6 +1,7 @@
 """Issue 11: the whole migration against a server that rate-limits, goes
 quiet and goes away, through the real proxy in front of the real server."""
 import logging
+import os
 import threading
 import time
 
@@ -153,3 +154,40 @@ def test_initial_verify_and_cleanup_keep_several_requests_in_flight(proxied_dbs,
             assert proxy.max_in_flight >= (2 if phase == ('--verify',) else 3), phase
     assert live_ids(source) == {f"d{i:03}" for i in range(10)}
     assert {f"u{i:03}" for i in range(60)} <= live_ids(target)
+
+
+def test_the_dump_reads_attachment_data_a_bounded_amount_at_a_time(proxied_dbs, tmp_path):
+    from corehq.doctypemigrations import initial
+    from corehq.doctypemigrations.migrator_instances import users_migration
+    from tests.doctypemigrations.helpers import attachment, trees
+    proxy, source, target = proxied_dbs
+    photos = {f"p{i:02}": os.urandom(60_000) for i in range(12)}  # 80 kB each as base64
+    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser', '_attachments': {'photo.jpg': attachment(data)}}
+                      for doc_id, data in photos.items()]
+                     + [{'_id': f"plain{i}", 'doc_type': 'CommCareUser'} for i in range(20)])
+    proxy.reset()
+    settings = initial.DEFAULT_SETTINGS._replace(attachment_bytes=150_000)
+    initial.run_initial(users_migration, source, target, str(tmp_path / 'dump.log'), settings=settings)
+    # all 12 photos in one response would be about 1 MB; two at a time, 160 kB
+    assert 100_000 < proxy.largest_response['_bulk_get'] < 300_000
+    ids = [*photos, *(f"plain{i}" for i in range(20))]
+    assert trees(target, ids) == trees(source, ids)
+    assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data for doc_id, data in photos.items())
+
+
+def test_continuous_sends_attachment_data_a_bounded_amount_at_a_time(proxied_dbs):
+    from corehq.doctypemigrations.follower import FollowSettings
+    from tests.doctypemigrations.helpers import attachment, trees
+    from tests.doctypemigrations.test_follower import FAST
+    proxy, source, target = proxied_dbs
+    run(SLUG, '--initial')
+    photos = {f"p{i:02}": os.urandom(60_000) for i in range(12)}  # 80 kB each as base64
+    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser', '_attachments': {'photo.jpg': attachment(data)}}
+                      for doc_id, data in photos.items()])
+    proxy.reset()
+    follower(source, target, settings=FollowSettings(**dict(FAST._asdict(), attachment_bytes=150_000))).run(
+        until_caught_up=True)
+    # all 12 photos in one _bulk_docs would be about 1 MB; two at a time, 160 kB
+    assert 100_000 < proxy.largest_request['_bulk_docs'] < 300_000
+    assert trees(target, list(photos)) == trees(source, list(photos))
+    assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data for doc_id, data in photos.items())

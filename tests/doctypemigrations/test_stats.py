@@ -12,6 +12,8 @@ def test_counts_per_doc_type_and_the_total_of_some(migration_dbs):
     assert counts['CommCareUser'] == sum(doc['doc_type'] == 'CommCareUser' for doc in live)
     assert doc_types_total(source, ['CommCareUser', 'Group', 'NoSuchType']) == \
         counts['CommCareUser'] + counts['Group']
+    # only the asked doc types' key ranges: the same counts, and 0 for one with no docs
+    assert doc_type_counts(source, ['Group', 'NoSuchType']) == {'Group': counts['Group'], 'NoSuchType': 0}
 
 
 def test_a_database_without_the_view_says_how_to_get_it(migration_dbs):

@@ -1,0 +1,54 @@
+"""Attachment data read in bounded amounts.
+
+A page of docs read with attachments inline holds every attachment of the
+page at once: a thousand users with a 5 MB photo each would be 6.7 GB of
+base64 in one response. So docs are read with stubs first (a stub gives the
+attachment's ``length``), and those with attachments are read again with their
+data in groups of at most a byte budget; a doc larger than the budget is a
+group of its own, so memory is bounded by the budget or the largest doc.
+"""
+from corehq.doctypemigrations.selection import leaf_pairs
+
+BUDGET = 8 * 1024 * 1024
+
+
+def fetch_bounded(db, changes, budget=BUDGET):
+    """Every leaf revision of ``changes``, with ``_revisions``:
+    (docs complete with their attachments, groups of docs still to read with
+    with_data(), (id, rev) pairs the server no longer has).
+
+    The attachment data of a fetch within the budget is read here at once; a
+    fetch over it leaves its groups to the caller, to read one at a time."""
+    docs, missing = db.bulk_get(leaf_pairs(changes), attachments=False)
+    complete = [doc for doc in docs if not doc.get('_attachments')]
+    pending = list(groups([doc for doc in docs if doc.get('_attachments')], budget))
+    if len(pending) == 1:
+        filled, gone = with_data(db, pending.pop())
+        complete += filled
+        missing += gone
+    return complete, pending, missing
+
+
+def with_data(db, docs):
+    """``docs`` (read with stubs) read again with their attachments inline: (docs, gone)."""
+    return db.bulk_get([(doc['_id'], doc['_rev']) for doc in docs], attachments=True)
+
+
+def groups(docs, budget, size_of=None):
+    """``docs`` in consecutive groups of at most ``budget`` attachment bytes
+    each (``size_of(doc)``; default: all of its attachments)."""
+    size_of = size_of or attachment_bytes
+    group, size = [], 0
+    for doc in docs:
+        length = size_of(doc)
+        if group and size + length > budget:
+            yield group
+            group, size = [], 0
+        group.append(doc)
+        size += length
+    if group:
+        yield group
+
+
+def attachment_bytes(doc):
+    return sum(att.get('length', 0) for att in (doc.get('_attachments') or {}).values())
