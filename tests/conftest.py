@@ -12,6 +12,9 @@ from corehq.embedded_couch.server import EmbeddedCouch, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
+# couch_proxy and proxied_dbs, for the tests that need faults between the client and the server
+pytest_plugins = ['tests.proxy_fixtures']
+
 
 def pytest_addoption(parser):
     parser.addoption('--couch-proxy', action='store_true',

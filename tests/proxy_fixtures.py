@@ -1,9 +1,5 @@
-"""Fixtures for tests that need faults between the client and the real server.
-
-Import into a conftest (or a test module) to use::
-
-    from tests.proxy_fixtures import couch_proxy, proxied_dbs  # noqa: F401
-"""
+"""Fixtures for tests that need faults between the client and the real server
+(tests/conftest.py loads them for every test)."""
 import pytest
 from django.core.management import call_command
 

@@ -9,7 +9,6 @@ import requests
 
 from corehq.embedded_couch.server import free_port
 from tests.couchproxy import BadSeq, CouchProxy, decode_seq, encode_seq
-from tests.proxy_fixtures import couch_proxy  # noqa: F401
 
 TIMEOUT = 5
 OPAQUE = re.compile(r'^\d+-g1AAAAA[A-Za-z0-9_-]+$')

@@ -20,11 +20,13 @@ READ_AHEAD = 2
 _END = object()
 
 
-def ordered(items, work, workers=DEFAULT_WORKERS, budget=None):
+def ordered(items, work, workers=DEFAULT_WORKERS, budget=None, ahead=READ_AHEAD):
     """Yield (item, work(item)) in the order of ``items``, with up to ``workers``
     calls running at once; fewer while the server rate-limits (``budget``'s
     scale, see couch.PhaseBudget). An error stops the iteration where it
-    happened: what was yielded before it is complete. Work already under way
+    happened: what was yielded before it is complete. ``ahead`` items are
+    read ahead (see read_ahead; 0 for items that cost no round trip, such as
+    batches read from a local file). Work already under way
     when producing the next item fails is finished and yielded first, so its
     progress is not lost."""
     if workers <= 1:
@@ -33,7 +35,7 @@ def ordered(items, work, workers=DEFAULT_WORKERS, budget=None):
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='couch') as pool:
         window = deque()
-        upcoming = read_ahead(items)
+        upcoming = read_ahead(items, ahead) if ahead else iter(items)
         try:
             while True:
                 try:
@@ -50,7 +52,7 @@ def ordered(items, work, workers=DEFAULT_WORKERS, budget=None):
             while window:
                 yield _done(window)
         finally:
-            upcoming.close()
+            getattr(upcoming, 'close', lambda: None)()
             for _item, future in window:
                 future.cancel()
 

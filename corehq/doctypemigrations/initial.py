@@ -278,7 +278,7 @@ def _load(state, target, dump_path, header_end, settings, events):
                                     size=state.dump_offset)
     # In order: a load position is recorded only once every batch before it is acknowledged.
     written = ordered(batches, lambda batch: write_raw(target, [raw for raw, _at in batch[0]]),
-                      settings.workers, target.budget)
+                      settings.workers, target.budget, ahead=0)
     events.stage('Loading', total=state.docs_dumped, done=state.docs_loaded)
     try:
         for (lines, end), errors in written:

@@ -15,7 +15,6 @@ from corehq.couch import (
     RetryPolicy,
 )
 from tests.conftest import PROJECT_DIR
-from tests.proxy_fixtures import couch_proxy  # noqa: F401
 
 PASSWORD = 'Sup3r-s3cret-pw'
 # Short waits, so a test that has to wait out many 429s stays quick.
@@ -97,7 +96,8 @@ def test_a_429_wait_prints_one_line_to_stderr_without_the_password(couch_proxy, 
         "django.setup()\n"
         "from corehq.couch import CouchDB, CouchUnreachable, RetryPolicy\n"
         "try:\n"
-        "    CouchDB(os.environ['TEST_URL'], retry=RetryPolicy(total=1, backoff_factor=0.2, backoff_jitter=0)).info()\n"
+        "    CouchDB(os.environ['TEST_URL'], "
+        "retry=RetryPolicy(total=1, backoff_factor=0.2, backoff_jitter=0)).info()\n"
         "except CouchUnreachable as e:\n"
         "    print(e)\n"
     )
@@ -170,7 +170,8 @@ def test_a_response_cut_off_midway_is_retried_with_the_policys_backoff(proxied, 
     assert len(db.all_docs()) == 20
     assert couch_proxy.drops == 3 and couch_proxy.count('GET', '_all_docs') == 4
     assert warnings_from(caplog) == [
-        f"{db.display_url}: the response was cut off: retrying in {delay}s" for delay in ('0.1', '0.2', '0.4')]
+        f"{db.display_url}: the response was cut off: retrying in {delay}s"
+        for delay in ('0.1', '0.2', '0.4')]
 
 
 def test_cut_offs_and_429s_spend_one_budget(proxied, couch_proxy):

@@ -10,7 +10,6 @@ from corehq.couch.indexing import (
     IndexNotReady, describe, indexer_progress, throttled, wait_for_view_index,
 )
 from corehq.doctypemigrations.selection import migrating_leaves, scan_doc_type_view
-from tests.proxy_fixtures import couch_proxy  # noqa: F401
 
 DDOC = {'language': 'javascript', 'views': {'v': {'map': "function (doc) { emit(doc.n, null); }"}}}
 # Building an index over these takes seconds on pouchdb-server: far longer

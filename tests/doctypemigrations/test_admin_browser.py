@@ -22,7 +22,6 @@ from corehq.embedded_couch.server import free_port
 from tests.conftest import PROJECT_DIR
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import manage_py, state_db_ready
-from tests.proxy_fixtures import couch_proxy, proxied_dbs  # noqa: F401
 
 SLUG = users_migration.slug
 CHANGELIST = '/admin/doctypemigrations/doctypemigration/'
@@ -87,7 +86,7 @@ def test_many_refusals_are_all_counted_and_the_first_listed(admin_client, unreac
 
 
 def test_delete_warns_and_is_refused_once_the_cleanup_started_or_a_follower_runs(admin_client,
-                                                                                  unreachable_couch):
+                                                                                 unreachable_couch):
     row = recorded(FOLLOWING, checkpoint='7')
     confirm = admin_client.get(f"{CHANGELIST}{row.pk}/delete/")
     assert confirm.status_code == 200 and 'forgets its phase' in confirm.content.decode()

@@ -21,7 +21,8 @@ def test_blocks_before_initial_and_passes_after(migration_dbs, not_unit_testing)
     for step in ('sync_couch_views', 'run_doctype_migration user_db_migration --initial',
                  './manage.py migrate', 'CCHQ_IS_FRESH_INSTALL=1', 'live swap'):
         assert step in message
-    assert message.index('sync_couch_views') < message.index('--initial') < message.rindex('./manage.py migrate')
+    assert (message.index('sync_couch_views') < message.index('--initial')
+            < message.rindex('./manage.py migrate'))
     run('user_db_migration', '--initial')
     check(None, None)
 

@@ -14,7 +14,6 @@ from corehq.couch import CouchDB
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import manage_py, put_history, rev, run, visible_trees
-from tests.proxy_fixtures import couch_proxy, proxied_dbs  # noqa: F401
 
 
 def test_a_413_splits_the_batch_until_it_fits(proxied_dbs):
@@ -95,8 +94,8 @@ def test_no_password_anywhere(couch_proxy, db_prefix, settings, subprocess_env, 
     assert manage('sync_couch_views').returncode == 0
     source = CouchDB(f"{authed}/{db_prefix}")
     seed(source)
-    for phase in (['--stats'], ['--initial', '--keep-dump'], ['--continuous', '--until-caught-up'], ['--verify'],
-                  ['--cleanup', '--noinput', '--canary-wait', '0'], ['--stats']):
+    for phase in (['--stats'], ['--initial', '--keep-dump'], ['--continuous', '--until-caught-up'],
+                  ['--verify'], ['--cleanup', '--noinput', '--canary-wait', '0'], ['--stats']):
         assert manage('run_doctype_migration', 'user_db_migration', *phase).returncode == 0, outputs[-1]
     wrong = dict(subprocess_env, COUCH_SERVER_URL=authed.replace(password, 'wrong-' + password))
     failed = manage_py(wrong, 'run_doctype_migration', 'user_db_migration', '--stats', cwd=tmp_path)

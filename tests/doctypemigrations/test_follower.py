@@ -160,7 +160,8 @@ def test_live_writers_during_initial_and_continuous_end_equal(migration_dbs):
     source_trees, target_trees = trees(source, ids), trees(target, ids)
     for doc_id in ids:
         src, tgt = source_trees[doc_id], target_trees[doc_id]
-        live_migrating = src and not src['deleted'] and source.get(doc_id)['doc_type'] in users_migration.all_doc_types
+        live_migrating = (src and not src['deleted']
+                          and source.get(doc_id)['doc_type'] in users_migration.all_doc_types)
         if live_migrating:
             # A doc that left the migration and came back keeps the target's own
             # tombstone as a deleted leaf: winner, conflicts and deleted state match.

@@ -36,7 +36,8 @@ def test_attachments_arrive_byte_for_byte(migration_dbs):
 def test_non_migrating_and_design_docs_stay_behind(migration_dbs):
     source, target = migration_dbs
     _, staying = seed(source)
-    target_ddocs = {r['id']: r['value']['rev'] for r in target.all_docs(startkey='_design/', endkey='_design0')}
+    target_ddocs = {r['id']: r['value']['rev']
+                    for r in target.all_docs(startkey='_design/', endkey='_design0')}
     run('user_db_migration', '--initial')
     assert all(tree is None for tree in trees(target, staying).values())
     after = {r['id']: r['value']['rev'] for r in target.all_docs(startkey='_design/', endkey='_design0')}
@@ -127,7 +128,8 @@ def test_views_on_the_new_db_return_the_migrated_docs(migration_dbs):
     run('user_db_migration', '--initial')
     assert [r['id'] for r in target.view('users', 'by_username', key='ada')['rows']] == [user._id]
     assert [r['value'] for r in target.view('groups', 'by_user_id', key=user._id)['rows']] == ['team']
-    counts = {tuple(r['key']): r['value'] for r in target.view('all_docs', 'by_doc_type', group_level=1)['rows']}
+    counts = {tuple(r['key']): r['value']
+              for r in target.view('all_docs', 'by_doc_type', group_level=1)['rows']}
     assert counts == {('CommCareUser',): 1, ('Group',): 1}
 
 

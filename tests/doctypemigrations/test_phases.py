@@ -28,7 +28,6 @@ from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import (
     initial_in_subprocess, make_conflicted, manage_py, put_history, rev, run, start_migration, trees,
 )
-from tests.proxy_fixtures import couch_proxy, proxied_dbs  # noqa: F401
 
 SLUG = users_migration.slug
 
@@ -64,14 +63,15 @@ def state_row(tmp_path):
 
 def test_manage_py_works_on_a_fresh_clone(couch_settings, source_db, target_db, tmp_path):
     clone = tmp_path / 'clone'
-    tracked = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=PROJECT_DIR, capture_output=True,
-                             check=True).stdout.decode().split('\0')
+    tracked = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
+                             cwd=PROJECT_DIR, capture_output=True, check=True).stdout.decode().split('\0')
     for name in filter(None, tracked):
         if (PROJECT_DIR / name).is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT_DIR / name, clone / name)
     assert not (clone / 'var').exists()
-    env = {k: v for k, v in os.environ.items() if k not in ('DATABASE_URL', 'UNIT_TESTING', 'CCHQ_IS_FRESH_INSTALL')}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('DATABASE_URL', 'UNIT_TESTING', 'CCHQ_IS_FRESH_INSTALL')}
     env.update(COUCH_SERVER_URL=couch_settings.server_url, COUCH_DATABASE_NAME=couch_settings.main_db_name)
 
     def manage(*args):
@@ -128,7 +128,8 @@ def test_the_hint_for_docs_left_behind_points_to_copy_missing(migration_dbs):
     assert m3[edited] is False and m3[late] is False  # a conflict, nothing overwritten
 
 
-def test_a_running_follower_stops_before_writing_once_cleanup_started(migration_dbs, subprocess_env, tmp_path):
+def test_a_running_follower_stops_before_writing_once_cleanup_started(migration_dbs, subprocess_env,
+                                                                      tmp_path):
     source, target = migration_dbs
     source.bulk_docs([{'_id': f"u{i}", 'doc_type': 'CommCareUser'} for i in range(5)])
     initial_in_subprocess(subprocess_env, tmp_path)
@@ -237,7 +238,8 @@ def test_changed_during_cleanup_is_reported_and_not_counted(migration_dbs, monke
     from io import StringIO
     out = StringIO()
     with pytest.raises(CommandError, match='not complete'):
-        call_command('run_doctype_migration', SLUG, '--cleanup', '--noinput', '--canary-wait', '0', stdout=out)
+        call_command('run_doctype_migration', SLUG, '--cleanup', '--noinput', '--canary-wait', '0',
+                     stdout=out)
     text = out.getvalue()
     assert f"Deleted {len(migrating) - 1} docs" in text
     assert '1 docs changed during the cleanup' in text and '  m0' in text
@@ -340,7 +342,8 @@ def test_page_size_applies_to_every_paging_phase(proxied_dbs):
 
 def test_a_conflicted_doc_that_leaves_and_comes_back_is_named_and_repairable(migration_dbs):
     source, target = migration_dbs
-    winner, loser = make_conflicted(source, 'moved', {'doc_type': 'CommCareUser'}, {'doc_type': 'CommCareUser', 'b': 1})
+    winner, loser = make_conflicted(source, 'moved', {'doc_type': 'CommCareUser'},
+                                    {'doc_type': 'CommCareUser', 'b': 1})
     run(SLUG, '--initial')
     source.put(dict(source.get('moved'), doc_type='SomethingElse'))
     run(SLUG, '--continuous', '--until-caught-up')
@@ -363,4 +366,5 @@ def test_the_blocked_deploy_prints_the_explanation_alone(couch_settings, subproc
     blocked = manage_py(subprocess_env, 'migrate', cwd=tmp_path)
     assert blocked.returncode == 1
     assert 'Traceback' not in blocked.stderr and 'File "' not in blocked.stderr
-    assert blocked.stderr.startswith('MigrationNotComplete:') and "has not finished its initial phase" in blocked.stderr
+    assert (blocked.stderr.startswith('MigrationNotComplete:')
+            and "has not finished its initial phase" in blocked.stderr)

@@ -12,7 +12,6 @@ from corehq.couch import CouchDB, CouchUnreachable, PhaseBudget
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import run, visible_trees
 from tests.doctypemigrations.test_follower import follower
-from tests.proxy_fixtures import couch_proxy, proxied_dbs  # noqa: F401
 
 SLUG = 'user_db_migration'
 
@@ -162,7 +161,8 @@ def test_the_dump_reads_attachment_data_a_bounded_amount_at_a_time(proxied_dbs, 
     from tests.doctypemigrations.helpers import attachment, trees
     proxy, source, target = proxied_dbs
     photos = {f"p{i:02}": os.urandom(60_000) for i in range(12)}  # 80 kB each as base64
-    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser', '_attachments': {'photo.jpg': attachment(data)}}
+    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser',
+                       '_attachments': {'photo.jpg': attachment(data)}}
                       for doc_id, data in photos.items()]
                      + [{'_id': f"plain{i}", 'doc_type': 'CommCareUser'} for i in range(20)])
     proxy.reset()
@@ -172,7 +172,8 @@ def test_the_dump_reads_attachment_data_a_bounded_amount_at_a_time(proxied_dbs, 
     assert 100_000 < proxy.largest_response['_bulk_get'] < 300_000
     ids = [*photos, *(f"plain{i}" for i in range(20))]
     assert trees(target, ids) == trees(source, ids)
-    assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data for doc_id, data in photos.items())
+    assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data
+               for doc_id, data in photos.items())
 
 
 def test_continuous_sends_attachment_data_a_bounded_amount_at_a_time(proxied_dbs):
@@ -182,7 +183,8 @@ def test_continuous_sends_attachment_data_a_bounded_amount_at_a_time(proxied_dbs
     proxy, source, target = proxied_dbs
     run(SLUG, '--initial')
     photos = {f"p{i:02}": os.urandom(60_000) for i in range(12)}  # 80 kB each as base64
-    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser', '_attachments': {'photo.jpg': attachment(data)}}
+    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser',
+                       '_attachments': {'photo.jpg': attachment(data)}}
                       for doc_id, data in photos.items()])
     proxy.reset()
     follower(source, target, settings=FollowSettings(**dict(FAST._asdict(), attachment_bytes=150_000))).run(
@@ -190,4 +192,5 @@ def test_continuous_sends_attachment_data_a_bounded_amount_at_a_time(proxied_dbs
     # all 12 photos in one _bulk_docs would be about 1 MB; two at a time, 160 kB
     assert 100_000 < proxy.largest_request['_bulk_docs'] < 300_000
     assert trees(target, list(photos)) == trees(source, list(photos))
-    assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data for doc_id, data in photos.items())
+    assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data
+               for doc_id, data in photos.items())

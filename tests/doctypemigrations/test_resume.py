@@ -67,12 +67,14 @@ def bulk_seed(db, n):
                   for i in range(n)])
 
 
-@pytest.mark.parametrize('kill_after, phase', [(1, 'Dumping'), (5, 'Dumping'), (1, 'Loading'), (4, 'Loading')])
+@pytest.mark.parametrize('kill_after, phase',
+                         [(1, 'Dumping'), (5, 'Dumping'), (1, 'Loading'), (4, 'Loading')])
 def test_interrupted_initial_resumes_to_the_same_target(migration_dbs, kill_after, phase):
     source, target = migration_dbs
     migrating, _ = seed(source, n=40)
     with pytest.raises(Killed):
-        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, dying_progress(kill_after, phase))
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES,
+                    dying_progress(kill_after, phase))
     state = states.get(users_migration.slug)
     assert not states.initial_complete(state)
     if phase == 'Dumping':
@@ -305,7 +307,8 @@ def test_initial_survives_the_server_going_away_by_rerunning(own_server, own_dbs
                 bounced.append(restart_later(own_server, delay=3.0, down_for=0))
 
     with pytest.raises(CouchUnreachable):
-        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20), BounceOnce())
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20),
+                    BounceOnce())
     bounced[0].join()
     run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
     ids = [f"u{i:05}" for i in range(3000) if i % 3]

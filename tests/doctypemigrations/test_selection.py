@@ -7,7 +7,8 @@ OLD_MAP = "function (doc) { if (doc.doc_type) { emit([doc.doc_type, doc._id], nu
 
 
 def leaves_by_id(db, doc_types, **kwargs):
-    return {c.id: c.leaf_revs for changes, _ in scan_doc_type_view(db, doc_types, 3, **kwargs) for c in changes}
+    return {c.id: c.leaf_revs
+            for changes, _ in scan_doc_type_view(db, doc_types, 3, **kwargs) for c in changes}
 
 
 def test_the_view_lists_each_docs_live_leaves_winner_first(migration_dbs):

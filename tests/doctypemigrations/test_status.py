@@ -28,7 +28,6 @@ from tests.doctypemigrations.helpers import (
 )
 from tests.doctypemigrations.test_phases import straggler, wait_for_line
 from tests.doctypemigrations.test_resume import SMALL_PAGES, Killed, StepHook
-from tests.proxy_fixtures import couch_proxy, proxied_dbs  # noqa: F401
 
 SLUG = users_migration.slug
 DUMP = f"{SLUG}.log"  # where --initial dumps when not told otherwise, relative to the cwd

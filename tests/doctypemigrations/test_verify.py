@@ -5,7 +5,6 @@ from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import make_conflicted, run
 
 
-
 def test_verify_after_initial_finds_everything_equal(migration_dbs):
     source, target = migration_dbs
     migrating, _ = seed(source)

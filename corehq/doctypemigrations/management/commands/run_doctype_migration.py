@@ -15,6 +15,7 @@ from corehq.couch import CouchDB, CouchError, PhaseBudget
 from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
 from corehq.doctypemigrations.dumpfile import describe_position
 from corehq.doctypemigrations.errors import MigrationError
+from corehq.doctypemigrations.management.commands._allocator import keep_memory_flat
 from corehq.doctypemigrations.management.commands._events import CommandEvents
 from corehq.doctypemigrations.management.commands._text import (
     DIVERGENCE_HINTS, count_table, describe_errors, error_text,
@@ -120,6 +121,7 @@ class Command(BaseCommand):
                                  "for rate-limited clusters); each phase has its own default.")
 
     def handle(self, slug=None, **options):
+        keep_memory_flat()
         migrator = get_migrator_by_slug(slug) if slug else None
         if options['status']:
             return self.run_status(migrator, options)
