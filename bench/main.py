@@ -51,8 +51,8 @@ def parse_args(argv):
     parser.add_argument('--only', type=lambda text: set(text.split(',')), metavar='NAMES',
                         help="Measure only these figures (comma-separated keys of the JSON's figures: "
                         "copies such as initial,proxy_initial,rl_initial,link_initial,link_raw, and "
-                        "readers, rate_limited_phases, continuous, link_lag, quiet_lag, cleanup). For working on "
-                        "one figure; a ratio needs both of its figures named.")
+                        "readers, rate_limited_phases, continuous, link_lag, quiet_lag, cleanup). For "
+                        "working on one figure; a ratio needs both of its figures named.")
     parser.add_argument('--quick', action='store_true', help="A smoke run: 10k docs, 1 round, 10 s of "
                         "lag, 20 s of quiet then 10 writes, --canary-wait 1 in the 429 run's --cleanup.")
     parser.add_argument('--out', default=str(DEFAULT_OUT), help="Where the JSON goes (default %(default)s).")

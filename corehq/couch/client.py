@@ -200,8 +200,8 @@ class RetryPolicy(Retry):
         if not self.history:
             return 0
         # the exponent is capped: a night-long outage makes thousands of retries
-        backoff = self.backoff_factor * 2 ** min(len(self.history) - 1, 32) + random.random() * self.backoff_jitter
-        return min(self.backoff_max, backoff)
+        backoff = self.backoff_factor * 2 ** min(len(self.history) - 1, 32)
+        return min(self.backoff_max, backoff + random.random() * self.backoff_jitter)
 
     def sleep(self, response=None, cause=None):
         """Wait before the next try: as the server's Retry-After says, or the backoff.

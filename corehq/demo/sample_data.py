@@ -30,7 +30,8 @@ def create_sample_data(users, groups, seed=0):
         save(WebUser(username=f"web{i}@example.com", domains=rng.sample(DOMAINS, 2)))
         save(Invitation(email=f"invite{i}@example.com", domain=rng.choice(DOMAINS)))
     for i in range(groups):
-        save(Group(name=f"group {i}", domain=rng.choice(DOMAINS), users=rng.sample(user_ids, min(5, len(user_ids)))))
+        members = rng.sample(user_ids, min(5, len(user_ids)))
+        save(Group(name=f"group {i}", domain=rng.choice(DOMAINS), users=members))
     save(DeleteGroupRecord(domain=DOMAINS[0], group_id='gone'))
     save(DomainRemovalRecord(domain=DOMAINS[1], user_id=user_ids[0] if user_ids else 'nobody'))
     return counts

@@ -28,8 +28,9 @@ from corehq.doctypemigrations.models import FOLLOWING
 from corehq.doctypemigrations.selection import is_replicated_id, live_leaves, parse_change
 from corehq.doctypemigrations.transfer import copy_missing
 
-FollowSettings = namedtuple('FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms heartbeat_seconds '
-                            'attachment_bytes', defaults=(states.HEARTBEAT_SECONDS, ATTACHMENT_BUDGET))
+FollowSettings = namedtuple(
+    'FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms heartbeat_seconds attachment_bytes',
+    defaults=(states.HEARTBEAT_SECONDS, ATTACHMENT_BUDGET))
 DEFAULT_SETTINGS = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=30.0, heartbeat_ms=5000)
 
 # A doc whose target copy differs from the source in a way no copy can mend.
@@ -135,7 +136,8 @@ class ChangesFollower:
         if not batch.rows:
             return
         self._check_still_allowed()
-        for divergence in apply_changes(self.source, self.target, self.selection, list(batch.changes.values()),
+        changes = list(batch.changes.values())
+        for divergence in apply_changes(self.source, self.target, self.selection, changes,
                                         self.settings.attachment_bytes):
             self.events.diverged(divergence)
         states.save_checkpoint(self.state, batch.last_seq)

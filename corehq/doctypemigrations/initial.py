@@ -35,7 +35,7 @@ InitialSettings = namedtuple('InitialSettings', 'page_size batch_bytes batch_doc
 DEFAULT_SETTINGS = InitialSettings(page_size=1000, batch_bytes=4 * 1024 * 1024, batch_docs=1000)
 
 InitialResult = namedtuple('InitialResult', 'docs_dumped docs_loaded original_seq missing_revs retried '
-                                             'dump_resumed_at load_resumed_at dump_removed')
+                                            'dump_resumed_at load_resumed_at dump_removed')
 
 # View rows are small (an id and its leaf revs) and each read needs the one
 # before it, so a view read covers several fetches: over a slow link that
@@ -282,7 +282,8 @@ def _load(state, target, dump_path, header_end, settings, events):
     events.stage('Loading', total=state.docs_dumped, done=state.docs_loaded)
     try:
         for (lines, end), errors in written:
-            states.save_load_progress(state, end, state.docs_loaded + len(lines), _refused_lines(lines, errors))
+            states.save_load_progress(state, end, state.docs_loaded + len(lines),
+                                      _refused_lines(lines, errors))
             events.advanced('Loading', len(lines))
     finally:
         events.stage_done('Loading')
@@ -296,7 +297,8 @@ def _retry_refusals(state, target, dump_path):
     if not refused:
         return 0
     lines = dumpfile.read_lines_at(dump_path, [r.dump_offset for r in refused])
-    still = {offset for _error, offset in _refused_lines(lines, write_raw(target, [raw for raw, _at in lines]))}
+    errors = write_raw(target, [raw for raw, _at in lines])
+    still = {offset for _error, offset in _refused_lines(lines, errors)}
     gone = [r.dump_offset for r in refused if r.dump_offset not in still]
     states.forget_refusals(state, gone)
     return len(gone)

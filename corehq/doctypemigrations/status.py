@@ -393,4 +393,3 @@ def _duration(seconds):
     if seconds < 7200:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02}m"
-

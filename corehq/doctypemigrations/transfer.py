@@ -50,7 +50,7 @@ def _newest_held_ancestors(target, docs):
     ancestors = {}
     for doc in docs:
         ancestors.setdefault(doc['_id'], set()).update(history(doc)[1:])
-    lacking = target.revs_diff({doc_id: sorted(revs) for doc_id, revs in ancestors.items()}) if ancestors else {}
+    lacking = target.revs_diff({doc_id: sorted(revs) for doc_id, revs in ancestors.items()})
     result = {}
     for doc in docs:
         missing = set(lacking.get(doc['_id'], {}).get('missing', ()))
@@ -64,7 +64,8 @@ def _to_send(doc, held):
     holds: those get their data; the rest stay stubs, which the target
     resolves from that ancestor."""
     generation = held.get((doc['_id'], doc['_rev']), 0)
-    return [name for name, att in (doc.get('_attachments') or {}).items() if att.get('revpos', 0) > generation]
+    attachments = doc.get('_attachments') or {}
+    return [name for name, att in attachments.items() if att.get('revpos', 0) > generation]
 
 
 def _bytes_to_send(doc, held):
@@ -78,7 +79,8 @@ def _with_data(source, doc, held):
         return doc
     attachments = dict(doc['_attachments'])
     for name in names:
-        data = source.request('GET', f"{doc_path(doc['_id'])}/{doc_path(name)}", params={'rev': doc['_rev']}).content
+        path = f"{doc_path(doc['_id'])}/{doc_path(name)}"
+        data = source.request('GET', path, params={'rev': doc['_rev']}).content
         attachments[name] = {'content_type': attachments[name].get('content_type'),
                              'data': base64.b64encode(data).decode()}
     return dict(doc, _attachments=attachments)

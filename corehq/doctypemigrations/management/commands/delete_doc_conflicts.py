@@ -32,4 +32,5 @@ class Command(BaseCommand):
                 self.stdout.write(f"{slug}: deleted {result.leaves_deleted} losing revisions of "
                                   f"{result.docs} conflicted docs in {source.display_url}")
             if result.errors:
-                raise CommandError(f"Some losing revisions could not be deleted:\n{describe_errors(result.errors)}")
+                raise CommandError("Some losing revisions could not be deleted:\n"
+                                   + describe_errors(result.errors))

@@ -98,7 +98,8 @@ class Command(BaseCommand):
                                  "(written to the source after --continuous stopped), then delete.")
         parser.add_argument('--canary-wait', type=float, default=10.0,
                             help="With --cleanup: seconds to watch for a running --continuous.")
-        parser.add_argument('--heartbeat-seconds', type=float, default=follower.DEFAULT_SETTINGS.heartbeat_seconds,
+        parser.add_argument('--heartbeat-seconds', type=float,
+                            default=follower.DEFAULT_SETTINGS.heartbeat_seconds,
                             help="With --continuous: how often it records that it is alive.")
         parser.add_argument('--dump-file', help="Where --initial dumps (default ./<slug>.log).")
         parser.add_argument('--keep-dump', action='store_true',

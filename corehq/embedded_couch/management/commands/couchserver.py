@@ -24,7 +24,8 @@ class Command(BaseCommand):
 
     def start(self, server):
         if server.start():
-            self.stdout.write(self.style.SUCCESS(f"pouchdb-server started on {server.url} (pid {server.pid()})"))
+            started = f"pouchdb-server started on {server.url} (pid {server.pid()})"
+            self.stdout.write(self.style.SUCCESS(started))
         else:
             self.stdout.write(f"pouchdb-server already running on {server.url} (pid {server.pid()})")
 
