@@ -264,6 +264,8 @@ def measure_copies(args, copies, figures, run):
     machine favours no copy and every copy follows a different one each time;
     the median is kept, with the spread."""
     names = list(copies)
+    if not names:   # --only named no copy
+        return {}
     step = max(1, len(names) // max(1, args.rounds))
     samples = {name: [] for name in names}
     for round_no in range(args.rounds):
