@@ -189,30 +189,10 @@ def clear_heartbeat(project):
 
 
 def measure_lag(project, server, rate, seconds):
-    source = server.db(project.main_db)
-    running = project.start('run_doctype_migration', SLUG, '--continuous')
-    observer = TargetObserver(server.url, project.target_db)
-    try:
-        _wait_for_output(running, 'All caught up', CAUGHT_UP_TIMEOUT)
-        observer.start()
-        observer.ready.wait(30)
+    def write(source, _running):
         writer = Writer(source)
-        elapsed = writer.run(rate, seconds)
-        lags = _drain(observer, writer.measured)
-    finally:
-        observer.stop()
-        finished = running.interrupt(timeout=30)
-        if finished.returncode != 0:
-            clear_heartbeat(project)
-    if observer.error:
-        raise observer.error
-    observed = sorted(lag for lag in lags if lag is not None)
-    return LagResult(
-        seconds=elapsed, changes=writer.changes, achieved_rate=writer.changes / elapsed,
-        measured_writes=len(lags), unobserved=len(lags) - len(observed),
-        p50=percentile(observed, 0.50), p95=percentile(observed, 0.95),
-        max=observed[-1] if observed else float('nan'),
-        follower_peak_rss_mb=finished.peak_rss_mb)
+        return writer, writer.run(rate, seconds)
+    return _lag_beside(project, server, write)
 
 
 def measure_quiet_lag(project, server, quiet_seconds, writes=QUIET_WRITES, interval=1.0):
@@ -220,13 +200,7 @@ def measure_quiet_lag(project, server, quiet_seconds, writes=QUIET_WRITES, inter
     new migrating docs a second apart: a follower whose feed went stale in the
     quiet (an idle connection dropped, a longpoll that waits out its timeout)
     shows it as lag here, where a busy writer would hide it."""
-    source = server.db(project.main_db)
-    running = project.start('run_doctype_migration', SLUG, '--continuous')
-    observer = TargetObserver(server.url, project.target_db)
-    try:
-        _wait_for_output(running, 'All caught up', CAUGHT_UP_TIMEOUT)
-        observer.start()
-        observer.ready.wait(30)
+    def write(source, running):
         time.sleep(quiet_seconds)
         if running.poll() is not None:
             raise RuntimeError(f"--continuous exited during the quiet spell:\n{running.output()[-1000:]}")
@@ -237,7 +211,22 @@ def measure_quiet_lag(project, server, quiet_seconds, writes=QUIET_WRITES, inter
             if delay > 0:
                 time.sleep(delay)
             _write_one_migrating(writer, index)
-        elapsed = time.monotonic() - started
+        return writer, time.monotonic() - started
+    return _lag_beside(project, server, write)
+
+
+def _lag_beside(project, server, write):
+    """Start --continuous, wait until it is caught up, run ``write(source,
+    running)`` -> (writer, seconds) beside it, and measure the lag of the
+    writer's measured writes."""
+    source = server.db(project.main_db)
+    running = project.start('run_doctype_migration', SLUG, '--continuous')
+    observer = TargetObserver(server.url, project.target_db)
+    try:
+        _wait_for_output(running, 'All caught up', CAUGHT_UP_TIMEOUT)
+        observer.start()
+        observer.ready.wait(30)
+        writer, elapsed = write(source, running)
         lags = _drain(observer, writer.measured)
     finally:
         observer.stop()
