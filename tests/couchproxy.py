@@ -220,6 +220,8 @@ class CouchProxy:
             self.largest_request = {}
             self.in_flight = 0
             self.max_in_flight = 0  # the most requests the client had open at once
+            self._in_flight_at = {}
+            self.max_in_flight_at = {}  # the same per endpoint (see _endpoint)
             self.drops = 0
             self.replayed_rows = 0
             self.injected_errors = 0
@@ -244,15 +246,20 @@ class CouchProxy:
             self.largest_request[endpoint] = max(len(request.body), self.largest_request.get(endpoint, 0))
 
     @contextmanager
-    def _open_request(self):
+    def _open_request(self, request):
+        endpoint = _endpoint(request)
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._in_flight_at[endpoint] = self._in_flight_at.get(endpoint, 0) + 1
+            self.max_in_flight_at[endpoint] = max(self.max_in_flight_at.get(endpoint, 0),
+                                                  self._in_flight_at[endpoint])
         try:
             yield
         finally:
             with self._lock:
                 self.in_flight -= 1
+                self._in_flight_at[endpoint] -= 1
 
     def _add(self, counter, amount):
         with self._lock:
@@ -772,7 +779,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Counted open from arrival until the upstream answered, not while the
         # answer goes back: a client sending one request at a time must never
         # be seen with two open because the count lagged behind its reply.
-        with self.proxy._open_request():
+        with self.proxy._open_request(request):
             if self.proxy.latency:
                 time.sleep(self.proxy.latency)
             try:

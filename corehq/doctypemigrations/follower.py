@@ -23,14 +23,16 @@ from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
 from corehq.doctypemigrations.errors import ContinuousWriteFailed, FollowerStopped
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.heartbeat import Heartbeat
+from corehq.doctypemigrations.inflight import DEFAULT_WORKERS
 from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs
 from corehq.doctypemigrations.models import FOLLOWING
 from corehq.doctypemigrations.selection import is_replicated_id, live_leaves, parse_change
 from corehq.doctypemigrations.transfer import copy_missing
 
 FollowSettings = namedtuple(
-    'FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms heartbeat_seconds attachment_bytes',
-    defaults=(states.HEARTBEAT_SECONDS, ATTACHMENT_BUDGET))
+    'FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms heartbeat_seconds attachment_bytes '
+                      'workers',
+    defaults=(states.HEARTBEAT_SECONDS, ATTACHMENT_BUDGET, DEFAULT_WORKERS))
 DEFAULT_SETTINGS = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=30.0, heartbeat_ms=5000)
 
 # A doc whose target copy differs from the source in a way no copy can mend.
@@ -138,7 +140,7 @@ class ChangesFollower:
         self._check_still_allowed()
         changes = list(batch.changes.values())
         for divergence in apply_changes(self.source, self.target, self.selection, changes,
-                                        self.settings.attachment_bytes):
+                                        self.settings.attachment_bytes, self.settings.workers):
             self.events.diverged(divergence)
         states.save_checkpoint(self.state, batch.last_seq)
         self.batch = _Batch()
@@ -151,9 +153,11 @@ class ChangesFollower:
             pass  # the previous checkpoint stands, and it is still correct
 
 
-def apply_changes(source, target, selection, changes, attachment_bytes=ATTACHMENT_BUDGET):
+def apply_changes(source, target, selection, changes, attachment_bytes=ATTACHMENT_BUDGET,
+                  workers=DEFAULT_WORKERS):
     """Bring the target's copies of these docs in line with the source, with
-    at most ``attachment_bytes`` of attachment data in memory at a time.
+    at most ``attachment_bytes`` of attachment data in memory at a time (read
+    with up to ``workers`` requests in flight).
 
     Returns the docs whose copy still differs in a way a copy cannot mend.
     """
@@ -164,7 +168,7 @@ def apply_changes(source, target, selection, changes, attachment_bytes=ATTACHMEN
     tombstones = [c for c in others if c.id in in_target and c.deleted]
     retyped = [c for c in others if c.id in in_target and not c.deleted
                and not in_target[c.id][1]]
-    docs, errors, _gone = copy_missing(source, target, wanted + tombstones, attachment_bytes)
+    docs, errors, _gone = copy_missing(source, target, wanted + tombstones, attachment_bytes, workers)
     live = {c.id: set(live_leaves(c.doc)) for c in wanted}  # the winner and its live conflicts
     divergences = []
     for doc_id in _stemmed(docs):

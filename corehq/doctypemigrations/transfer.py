@@ -11,24 +11,28 @@ import base64
 
 from corehq.couch import doc_path
 from corehq.doctypemigrations.attachments import BUDGET, groups
+from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, ordered
 from corehq.doctypemigrations.loader import write_docs
 from corehq.doctypemigrations.selection import leaf_pairs
 
 
-def copy_missing(source, target, changes, budget=BUDGET):
+def copy_missing(source, target, changes, budget=BUDGET, workers=DEFAULT_WORKERS):
     """Write the leaf revisions of ``changes`` the target lacks, with
     new_edits=false; returns (the docs written, as read with attachment stubs;
     the errors; (id, rev) pairs the source no longer has).
 
     Attachment data is read and sent in groups of at most ``budget`` bytes,
-    so a batch of users with large photos is never in memory at once."""
+    so a batch of users with large photos is never in memory at once. The
+    attachments of a group are read with up to ``workers`` requests in
+    flight: each is a GET of its own, and over a link to a remote cluster a
+    doc with many changed attachments would otherwise cost a round trip each."""
     lacking = target.revs_diff(_leaves_by_id(changes))
     pairs = [(doc_id, rev) for doc_id, entry in lacking.items() for rev in entry['missing']]
     docs, gone = source.bulk_get(pairs, attachments=False)
     held = _newest_held_ancestors(target, [doc for doc in docs if doc.get('_attachments')])
     errors = []
     for group in groups(docs, budget, lambda doc: _bytes_to_send(doc, held)):
-        errors += write_docs(target, [_with_data(source, doc, held) for doc in group])
+        errors += write_docs(target, _with_data(source, group, held, workers))
     return docs, errors, gone
 
 
@@ -72,15 +76,22 @@ def _bytes_to_send(doc, held):
     return sum(doc['_attachments'][name].get('length', 0) for name in _to_send(doc, held))
 
 
-def _with_data(source, doc, held):
-    """A copy of ``doc`` with the data of the attachments to send inline."""
-    names = _to_send(doc, held)
-    if not names:
-        return doc
-    attachments = dict(doc['_attachments'])
-    for name in names:
-        path = f"{doc_path(doc['_id'])}/{doc_path(name)}"
-        data = source.request('GET', path, params={'rev': doc['_rev']}).content
-        attachments[name] = {'content_type': attachments[name].get('content_type'),
-                             'data': base64.b64encode(data).decode()}
-    return dict(doc, _attachments=attachments)
+def _with_data(source, docs, held, workers):
+    """Copies of ``docs`` with the data of the attachments to send inline."""
+    wanted = [(doc, name) for doc in docs for name in _to_send(doc, held)]
+    fetched = ordered(wanted, lambda pair: _attachment_data(source, *pair), workers, source.budget, ahead=0)
+    inline = {}
+    for (doc, name), data in fetched:
+        stub = doc['_attachments'][name]
+        inline.setdefault((doc['_id'], doc['_rev']), {})[name] = {
+            'content_type': stub.get('content_type'), 'data': base64.b64encode(data).decode()}
+    return [_inlined(doc, inline.get((doc['_id'], doc['_rev']))) for doc in docs]
+
+
+def _attachment_data(source, doc, name):
+    path = f"{doc_path(doc['_id'])}/{doc_path(name)}"
+    return source.request('GET', path, params={'rev': doc['_rev']}).content
+
+
+def _inlined(doc, attachments):
+    return dict(doc, _attachments=dict(doc['_attachments'], **attachments)) if attachments else doc

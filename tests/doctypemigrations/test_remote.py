@@ -194,3 +194,24 @@ def test_continuous_sends_attachment_data_a_bounded_amount_at_a_time(proxied_dbs
     assert trees(target, list(photos)) == trees(source, list(photos))
     assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data
                for doc_id, data in photos.items())
+
+
+@pytest.mark.parametrize('workers, in_flight', [(1, 1), (4, 4)])
+def test_continuous_reads_changed_attachments_several_at_once(proxied_dbs, workers, in_flight):
+    """Each changed attachment is a GET of its own: over a slow link they go
+    several at once, as many as --workers allows."""
+    from tests.doctypemigrations.helpers import attachment, trees
+    proxy, source, target = proxied_dbs
+    run(SLUG, '--initial')
+    photos = {f"p{i:02}": os.urandom(20_000) for i in range(8)}
+    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser',
+                       '_attachments': {'photo.jpg': attachment(data)}}
+                      for doc_id, data in photos.items()])
+    proxy.reset()
+    proxy.latency = 0.05
+    run(SLUG, '--continuous', '--until-caught-up', '--workers', str(workers))
+    assert proxy.count('GET', r'/photo\.jpg\?') == len(photos)
+    assert proxy.max_in_flight_at['photo.jpg'] == in_flight
+    assert trees(target, list(photos)) == trees(source, list(photos))
+    assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data
+               for doc_id, data in photos.items())

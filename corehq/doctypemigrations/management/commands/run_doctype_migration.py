@@ -112,8 +112,9 @@ class Command(BaseCommand):
                             help="With --initial: take N bytes as the dump folder's free space "
                                  "instead of measuring it (to rehearse the disk check).")
         parser.add_argument('--workers', type=int, default=inflight.DEFAULT_WORKERS,
-                            help="Requests kept in flight by --initial, --verify and --cleanup "
-                                 "(default %(default)s; fewer while the server rate-limits).")
+                            help="Requests kept in flight by --initial, --verify and --cleanup, "
+                                 "and by --continuous for attachment data (default %(default)s; "
+                                 "fewer while the server rate-limits).")
         parser.add_argument('--give-up-after', type=float, metavar='SECONDS',
                             help="How long a phase keeps retrying a server that fails or rate-limits "
                                  "without one success in between (default 600; --continuous: never).")
@@ -209,7 +210,7 @@ class Command(BaseCommand):
         states.check('continuous', state, migrator.slug)
         tuning = follower.DEFAULT_SETTINGS._replace(
             batch_size=self._page_size(options, follower.DEFAULT_SETTINGS.batch_size),
-            heartbeat_seconds=options['heartbeat_seconds'])
+            heartbeat_seconds=options['heartbeat_seconds'], workers=options['workers'])
         run = follower.ChangesFollower(source, target, DocTypeSelection(migrator.all_doc_types),
                                        state, settings=tuning, events=self._events(migrator))
         try:
