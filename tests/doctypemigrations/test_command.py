@@ -142,3 +142,11 @@ def test_the_allocator_is_told_to_give_memory_back_on_glibc():
     from corehq.doctypemigrations.management.commands._allocator import keep_memory_flat
     # True only when glibc accepted both settings; this CI machine runs glibc
     assert keep_memory_flat() is (platform.libc_ver()[0] == 'glibc')
+
+
+@pytest.mark.parametrize('phase, given, gives_up_after', [
+    ('initial', None, 600), ('continuous', None, None), ('cleanup', 30.0, 30.0),
+    ('initial', 0.0, None), ('continuous', 5.0, 5.0)])
+def test_give_up_after_defaults_per_phase_and_0_means_never(phase, given, gives_up_after):
+    from corehq.doctypemigrations.management.commands.run_doctype_migration import Command
+    assert Command._budget(phase, {'give_up_after': given}).give_up_after == gives_up_after

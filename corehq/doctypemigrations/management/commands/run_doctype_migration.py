@@ -117,7 +117,8 @@ class Command(BaseCommand):
                                  "fewer while the server rate-limits).")
         parser.add_argument('--give-up-after', type=float, metavar='SECONDS',
                             help="How long a phase keeps retrying a server that fails or rate-limits "
-                                 "without one success in between (default 600; --continuous: never).")
+                                 "without one success in between (default 600; --continuous: never; "
+                                 "0: never, for any phase).")
         parser.add_argument('--page-size', type=int,
                             help="Docs per read and per write in every phase that pages (lower it "
                                  "for rate-limited clusters); each phase has its own default.")
@@ -141,7 +142,8 @@ class Command(BaseCommand):
 
     @staticmethod
     def _budget(phase, options):
-        """One budget for the phase's requests to both databases."""
+        """One budget for the phase's requests to both databases; a give-up
+        time of 0 means never, as for --continuous (a timeout of 0 turns it off)."""
         give_up_after = options['give_up_after']
         if give_up_after is None:
             give_up_after = None if phase == 'continuous' else DEFAULT_GIVE_UP_AFTER
