@@ -57,7 +57,13 @@ def check_not_following(state, source, target, doc_type, canary_wait):
 
 def _canary_arrives(source, target, doc_type, wait):
     doc_id = f"doctype-migration-canary-{uuid.uuid4().hex}"
-    rev = source.put({'_id': doc_id, 'doc_type': doc_type, 'canary': True})['rev']
+    # A rev of our own, written as is: a write retried after its answer was
+    # lost writes the same revision again, where a plain PUT would get 409.
+    rev = f"1-{uuid.uuid4().hex}"
+    refused = write_docs(source, [{'_id': doc_id, '_rev': rev, 'doc_type': doc_type, 'canary': True}])
+    if refused:
+        raise CleanupRefused(f"The canary doc that shows whether a --continuous is copying could not "
+                             f"be written to the source ({refused[0].reason}); nothing was deleted.")
     try:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -66,7 +72,7 @@ def _canary_arrives(source, target, doc_type, wait):
             time.sleep(0.2)
         return False
     finally:
-        source.bulk_docs([{'_id': doc_id, '_rev': rev, '_deleted': True}])
+        delete_revs(source, [(doc_id, rev)])
 
 
 def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missing=False, events=None,

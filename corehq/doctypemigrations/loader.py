@@ -44,7 +44,7 @@ def write_large(target, doc):
     parts = []
     for name, att in inline.items():
         data = base64.b64decode(att['data'])
-        stubs[name] = {'content_type': att.get('content_type'), 'length': len(data), 'follows': True}
+        stubs[name] = _follows(att, len(data))
         parts.append((name, att.get('content_type'), data))
     try:
         target.put_replicated(dict(doc, _attachments=stubs), parts)
@@ -53,6 +53,17 @@ def write_large(target, doc):
     except CouchHTTPError as e:
         return [DocError(doc.get('_id'), doc.get('_rev'), str(e.status), str(e))]
     return []
+
+
+def _follows(att, length):
+    """The stub of an attachment sent as a part. ``revpos`` stays the
+    source's (the server would take the doc's generation: --continuous sends
+    attachments by it); the digest is left to the server, since it covers the
+    data as stored, which may be compressed."""
+    stub = {'content_type': att.get('content_type'), 'length': length, 'follows': True}
+    if 'revpos' in att:
+        stub['revpos'] = att['revpos']
+    return stub
 
 
 def _too_large(doc):

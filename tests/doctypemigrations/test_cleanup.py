@@ -187,3 +187,16 @@ def test_a_conflict_the_target_lacks_keeps_the_doc(migration_dbs):
     with pytest.raises(CommandError, match='not complete'):
         run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
     assert len([leaf for leaf in source.open_revs('m0') if 'ok' in leaf]) == 2
+
+
+def test_a_canary_write_whose_answer_was_lost_is_sent_again_without_a_conflict(proxied_dbs):
+    proxy, source, target = proxied_dbs
+    migrated_and_flipped(source)
+    state = states.get(users_migration.slug)
+    before = live_ids(source)
+    proxy.drop_paths = r'^(PUT|POST) '  # the canary's write is the first: the server wrote it, the answer is cut
+    proxy.drop_after_bytes = 5
+    proxy.drop_count = 1
+    check_not_following(state, source, target, 'CommCareUser', canary_wait=0.5)
+    assert proxy.drops == 1
+    assert live_ids(source) == before  # and the canary is gone again
