@@ -17,12 +17,14 @@ import uuid
 from collections import namedtuple
 
 from corehq.doctypemigrations import state as states
+from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
 from corehq.doctypemigrations.errors import CleanupRefused
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.inflight import ordered
 from corehq.doctypemigrations.loader import DocError, delete_revs, live_leaf_revs, write_docs
 from corehq.doctypemigrations.models import CLEANED, CLEANING, FOLLOWING
 from corehq.doctypemigrations.selection import migrating_leaves
+from corehq.doctypemigrations.transfer import copy_revisions
 
 CleanupResult = namedtuple('CleanupResult', 'deleted differing changed copied errors')
 
@@ -76,14 +78,16 @@ def _canary_arrives(source, target, doc_type, wait):
 
 
 def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missing=False, events=None,
-             workers=1):
+             workers=1, attachment_bytes=ATTACHMENT_BUDGET):
     """Delete from the source every migrating doc whose every live leaf the target
-    holds, with up to ``workers`` pages in flight."""
+    holds, with up to ``workers`` pages in flight; ``copy_missing`` copies
+    what the target lacks first, with at most ``attachment_bytes`` of
+    attachment data in memory at a time."""
     events = events or Events()
     totals = CleanupResult(0, [], [], 0, [])
 
     def clean(listed):
-        return _clean_page(source, target, dict(listed[0]), dry_run, copy_missing)
+        return _clean_page(source, target, dict(listed[0]), dry_run, copy_missing and attachment_bytes)
 
     pages = migrating_leaves(source, migrator.all_doc_types, page_size)
     events.stage('Cleaning up', unit='docs scanned')
@@ -96,11 +100,13 @@ def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missi
     return totals
 
 
-def _clean_page(source, target, leaves, dry_run, copy_missing):
+def _clean_page(source, target, leaves, dry_run, copy_budget):
+    """``copy_budget``: the attachment bytes to copy the lacking revisions
+    with, or a false value not to copy them."""
     lacking = _lacking_in_target(target, leaves)
     copied, errors = 0, []
-    if copy_missing and lacking and not dry_run:
-        copied_ids, errors = _copy_into_target(source, target, lacking)
+    if copy_budget and lacking and not dry_run:
+        copied_ids, errors = _copy_into_target(source, target, lacking, copy_budget)
         copied = len(copied_ids)
         lacking = {doc_id: revs for doc_id, revs in lacking.items() if doc_id not in copied_ids}
     held = {doc_id: revs for doc_id, revs in leaves.items() if doc_id not in lacking}
@@ -125,12 +131,12 @@ def _lacking_in_target(target, leaves):
     return {doc_id: entry['missing'] for doc_id, entry in missing.items()}
 
 
-def _copy_into_target(source, target, lacking):
-    """Copy the revisions the target lacks, with their history; returns (ids
-    copied, errors). Copies made this way add leaves, never remove any."""
+def _copy_into_target(source, target, lacking, budget):
+    """Copy the revisions the target lacks, with their history and a bounded
+    amount of attachment data at a time; returns (ids copied, errors). Copies
+    made this way add leaves, never remove any."""
     pairs = [(doc_id, rev) for doc_id, revs in lacking.items() for rev in revs]
-    docs, gone = source.bulk_get(pairs)
-    errors = write_docs(target, docs)
+    _docs, errors, gone = copy_revisions(source, target, pairs, budget)
     failed = {e.id for e in errors} | {doc_id for doc_id, _rev in gone}
     return {doc_id for doc_id in lacking if doc_id not in failed}, errors
 

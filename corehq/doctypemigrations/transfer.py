@@ -28,6 +28,12 @@ def copy_missing(source, target, changes, budget=BUDGET, workers=DEFAULT_WORKERS
     doc with many changed attachments would otherwise cost a round trip each."""
     lacking = target.revs_diff(_leaves_by_id(changes))
     pairs = [(doc_id, rev) for doc_id, entry in lacking.items() for rev in entry['missing']]
+    return copy_revisions(source, target, pairs, budget, workers)
+
+
+def copy_revisions(source, target, pairs, budget=BUDGET, workers=DEFAULT_WORKERS):
+    """Write these (id, rev) revisions with their history, new_edits=false, as
+    copy_missing does; returns the same."""
     docs, gone = source.bulk_get(pairs, attachments=False)
     held = _newest_held_ancestors(target, [doc for doc in docs if doc.get('_attachments')])
     errors = []

@@ -194,9 +194,29 @@ def test_a_canary_write_whose_answer_was_lost_is_sent_again_without_a_conflict(p
     migrated_and_flipped(source)
     state = states.get(users_migration.slug)
     before = live_ids(source)
-    proxy.drop_paths = r'^(PUT|POST) '  # the canary's write is the first: the server wrote it, the answer is cut
+    proxy.drop_paths = r'^(PUT|POST) '  # the canary's write comes first: written, but its answer is cut
     proxy.drop_after_bytes = 5
     proxy.drop_count = 1
     check_not_following(state, source, target, 'CommCareUser', canary_wait=0.5)
     assert proxy.drops == 1
     assert live_ids(source) == before  # and the canary is gone again
+
+
+def test_copy_missing_sends_attachment_data_a_bounded_amount_at_a_time(proxied_dbs):
+    import os
+    from corehq.doctypemigrations.cleanup import clean_up
+    from tests.doctypemigrations.helpers import attachment, trees
+    proxy, source, target = proxied_dbs
+    migrated_and_flipped(source)
+    photos = {f"p{i:02}": os.urandom(60_000) for i in range(12)}  # 80 kB each as base64
+    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser',
+                       '_attachments': {'photo.jpg': attachment(data)}}
+                      for doc_id, data in photos.items()])  # never copied: no --continuous ran
+    proxy.reset()
+    result = clean_up(users_migration, source, target, copy_missing=True, attachment_bytes=150_000)
+    assert result.copied == len(photos) and not result.errors
+    # all 12 photos in one _bulk_docs would be about 1 MB; two at a time, 160 kB
+    assert 100_000 < proxy.largest_request['_bulk_docs'] < 300_000
+    assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data
+               for doc_id, data in photos.items())
+    assert all(tree['deleted'] for tree in trees(source, list(photos)).values())
