@@ -20,7 +20,7 @@ from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
 from corehq.doctypemigrations.errors import CleanupRefused
 from corehq.doctypemigrations.events import Events
-from corehq.doctypemigrations.inflight import ordered
+from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.loader import DocError, delete_revs, live_leaf_revs, write_docs
 from corehq.doctypemigrations.models import CLEANED, CLEANING, FOLLOWING
 from corehq.doctypemigrations.selection import migrating_leaves
@@ -87,16 +87,25 @@ def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missi
     totals = CleanupResult(0, [], [], 0, [])
 
     def clean(listed):
-        return _clean_page(source, target, dict(listed[0]), dry_run, copy_missing and attachment_bytes)
+        # in smaller parts while the server rate-limits
+        return _sum(_clean_page(source, target, dict(part), dry_run, copy_missing and attachment_bytes)
+                    for part in parts(listed[0], source.budget))
 
     pages = migrating_leaves(source, migrator.all_doc_types, page_size)
     events.stage('Cleaning up', unit='docs scanned')
     try:
         for (_leaves, scanned), page in ordered(pages, clean, workers, source.budget):
-            totals = CleanupResult(*(a + b for a, b in zip(totals, page)))
+            totals = _sum([totals, page])
             events.advanced('Cleaning up', scanned)
     finally:
         events.stage_done('Cleaning up')
+    return totals
+
+
+def _sum(results):
+    totals = CleanupResult(0, [], [], 0, [])
+    for result in results:
+        totals = CleanupResult(*(a + b for a, b in zip(totals, result)))
     return totals
 
 

@@ -46,7 +46,7 @@ def ordered(items, work, workers=DEFAULT_WORKERS, budget=None, ahead=READ_AHEAD)
                     while window:
                         yield _done(window)
                     raise
-                while len(window) >= _allowed(workers, budget):
+                while len(window) >= scaled(workers, budget):
                     yield _done(window)
                 window.append((item, pool.submit(work, item)))
             while window:
@@ -62,8 +62,17 @@ def _done(window):
     return item, future.result()
 
 
-def _allowed(workers, budget):
-    return workers if budget is None else budget.scale(workers)
+def scaled(size, budget):
+    """``size`` (requests in flight, docs in a request) as large as the
+    server allows now: smaller after a 429, growing back with each success
+    (see couch.PhaseBudget)."""
+    return size if budget is None else budget.scale(size)
+
+
+def parts(items, budget):
+    """``items`` in consecutive parts as large as the server allows now."""
+    size = max(1, scaled(len(items), budget))
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def read_ahead(items, depth=READ_AHEAD):

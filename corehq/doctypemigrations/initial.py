@@ -19,7 +19,7 @@ from collections import namedtuple
 from corehq.doctypemigrations import dumpfile, state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET, fetch_bounded, with_data
 from corehq.doctypemigrations.errors import DumpFileError, LoadFailed, NotEnoughDiskSpace
-from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, ordered
+from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, ordered, scaled
 from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.events import Events
@@ -214,7 +214,7 @@ def _dump(state, migrator, source, dump_path, settings, events):
     events.stage('Dumping', total=total, unit='docs scanned')
     try:
         with dumpfile.DumpWriter(dump_path, state.dump_offset) as writer:
-            fetched = ordered(_fetches(pages, settings.page_size),
+            fetched = ordered(_fetches(pages, settings.page_size, source.budget),
                               lambda fetch: fetch_bounded(source, fetch[0], settings.attachment_bytes),
                               settings.workers, source.budget)
             unsaved = 0
@@ -238,12 +238,13 @@ def _dump(state, migrator, source, dump_path, settings, events):
     return missing
 
 
-def _fetches(pages, size):
-    """Each page split into fetches of at most ``size`` docs. Only a page's
-    last fetch carries its position and scanned count: progress is recorded
-    at page ends, where the position is."""
+def _fetches(pages, size, budget=None):
+    """Each page split into fetches of at most ``size`` docs (fewer while the
+    server rate-limits). Only a page's last fetch carries its position and
+    scanned count: progress is recorded at page ends, where the position is."""
     for wanted, scanned, position in pages:
-        parts = [wanted[i:i + size] for i in range(0, len(wanted), size)] or [[]]
+        size_now = max(1, scaled(size, budget))
+        parts = [wanted[i:i + size_now] for i in range(0, len(wanted), size_now)] or [[]]
         for part in parts[:-1]:
             yield part, 0, None
         yield parts[-1], scanned, position
@@ -277,7 +278,8 @@ def _load(state, target, dump_path, header_end, settings, events):
     batches = dumpfile.read_batches(dump_path, start, settings.batch_bytes, settings.batch_docs,
                                     size=state.dump_offset)
     # In order: a load position is recorded only once every batch before it is acknowledged.
-    written = ordered(batches, lambda batch: write_raw(target, [raw for raw, _at in batch[0]]),
+    written = ordered(_smaller_while_limited(batches, target.budget),
+                      lambda batch: write_raw(target, [raw for raw, _at in batch[0]]),
                       settings.workers, target.budget, ahead=0)
     events.stage('Loading', total=state.docs_dumped, done=state.docs_loaded)
     try:
@@ -287,6 +289,16 @@ def _load(state, target, dump_path, header_end, settings, events):
             events.advanced('Loading', len(lines))
     finally:
         events.stage_done('Loading')
+
+
+def _smaller_while_limited(batches, budget):
+    """The load's batches, split while the server rate-limits. A part ends
+    where the next part's first line is, so its load position is exact."""
+    for lines, end in batches:
+        size = max(1, scaled(len(lines), budget))
+        for i in range(0, len(lines), size):
+            after = lines[i + size][1] if i + size < len(lines) else end
+            yield lines[i:i + size], after
 
 
 def _retry_refusals(state, target, dump_path):

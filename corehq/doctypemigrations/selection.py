@@ -2,6 +2,7 @@
 from collections import namedtuple
 
 from corehq.couch.indexing import catch_up
+from corehq.doctypemigrations.inflight import scaled
 
 # One document as the _changes feed shows it: its id, every leaf rev (deleted
 # leaves too), the winning revision's body (None without include_docs) and
@@ -43,15 +44,17 @@ def scan_changes(db, page_size, since=None, conflicts=False):
 
     Yields (changes, last_seq) per page; resuming from a yielded last_seq
     continues exactly after that page. Ends at the first short page: what is
-    written later is the continuous phase's job.
+    written later is the continuous phase's job. Pages are smaller while the
+    server rate-limits (they carry the docs).
     """
     while True:
         params = {'conflicts': 'true'} if conflicts else {}
-        page = db.changes(since=since, limit=page_size, include_docs=True, **params)
+        limit = max(1, scaled(page_size, db.budget))
+        page = db.changes(since=since, limit=limit, include_docs=True, **params)
         results = page['results']
         since = page['last_seq']
         yield [parse_change(row) for row in results], since
-        if len(results) < page_size or page.get('pending') == 0:
+        if len(results) < limit or page.get('pending') == 0:
             return
 
 

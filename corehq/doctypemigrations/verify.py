@@ -7,7 +7,7 @@ source seen from the target side only catches docs the source never had.
 from collections import Counter, namedtuple
 
 from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
-from corehq.doctypemigrations.inflight import ordered
+from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.selection import DocTypeSelection, is_replicated_id, scan_changes
 
 EQUAL, MISSING, STALE, EXTRA = 'equal', 'missing in target', 'stale', 'extra'
@@ -69,19 +69,23 @@ def verify(migrator, source, target, page_size=1000, keep=20, workers=1):
             if outcome != EQUAL and len(differing) < keep:
                 differing.append((doc_id, outcome))
 
-    def compare_page(page):
-        changes = [c for c in page[0] if is_replicated_id(c.id)]
+    def compare(changes):
+        changes = [c for c in changes if is_replicated_id(c.id)]
         in_target = winners_with_conflicts(target, [c.id for c in changes])
         return [(c.id, _outcome(source, target, c, selection.wants(c), in_target.get(c.id))) for c in changes]
 
-    def extra_in_target(page):
-        live = [c.id for c in page[0] if is_replicated_id(c.id) and not c.deleted]
+    def extra_in_target(changes):
+        live = [c.id for c in changes if is_replicated_id(c.id) and not c.deleted]
         known = {row['key'] for row in source.all_docs(keys=live) if 'value' in row} if live else set()
         return [(doc_id, EXTRA) for doc_id in live if doc_id not in known]
 
-    for pages, check in ((scan_changes(source, page_size, conflicts=True), compare_page),
+    def in_parts(check):
+        # a page is checked in smaller parts while the server rate-limits
+        return lambda page: [outcome for part in parts(page[0], source.budget) for outcome in check(part)]
+
+    for pages, check in ((scan_changes(source, page_size, conflicts=True), compare),
                          (scan_changes(target, page_size), extra_in_target)):
-        for _page, outcomes in ordered(pages, check, workers, source.budget):
+        for _page, outcomes in ordered(pages, in_parts(check), workers, source.budget):
             for doc_id, outcome in outcomes:
                 record(doc_id, outcome)
     return VerifyResult(counts, differing)

@@ -213,3 +213,15 @@ def test_free_space_of_twice_the_source_file_needs_no_estimate(migration_dbs, mo
     assert estimated == []
     initial.check_free_space(users_migration, source, 'dump.log', free_bytes=2 * file_size - 1)
     assert estimated == [1]
+
+
+def test_a_load_batch_split_while_rate_limited_keeps_exact_positions():
+    from corehq.couch import PhaseBudget
+    budget = PhaseBudget()
+    budget.rate_limited()  # what the client does on a 429: batches halve
+    lines = [(f"line{i}".encode(), 7 * dumpfile.LINE_SLOTS + i) for i in range(10)]
+    parts = list(initial._smaller_while_limited([(lines, dumpfile.position(9))], budget))
+    assert [part for part, _after in parts] == [lines[:5], lines[5:]]
+    # a load killed after the first part resumes at the line after it, the last part's end is the batch's
+    assert [after for _part, after in parts] == [lines[5][1], dumpfile.position(9)]
+    assert list(initial._smaller_while_limited([(lines, 1)], PhaseBudget())) == [(lines, 1)]

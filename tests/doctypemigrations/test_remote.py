@@ -28,18 +28,24 @@ def test_every_phase_completes_with_15_percent_429s_and_the_copy_is_faithful(pro
     with caplog.at_level(logging.WARNING, logger='corehq.couch'):
         run(SLUG, '--stats')
         run(SLUG, '--initial')
-        writer = threading.Thread(target=lambda: source.bulk_docs(
-            [{'_id': f"late{i}", 'doc_type': 'WebUser'} for i in range(40)]))
-        writer.start()
-        writer.join()
+        writer = threading.Thread(target=write_one_by_one, args=(source, 40))
+        writer.start()  # while --continuous copies, and through the same 429s
         run(SLUG, '--continuous', '--until-caught-up')
+        writer.join()
+        run(SLUG, '--continuous', '--until-caught-up')  # what the writer wrote after that caught up
         ids = migrating + [f"late{i}" for i in range(40)]
         assert visible_trees(target, ids) == visible_trees(source, ids)
         assert 'agree on every migrating doc' in run(SLUG, '--verify')
         assert 'Cleanup complete' in run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0')
     assert live_ids(source) == set(staying)
     assert proxy.rate_limited > 10
-    assert any('rate limited by the server (429), slowing down' in r.getMessage() for r in caplog.records)
+    assert any('rate limited by the server, slowing down' in r.getMessage() for r in caplog.records)
+
+
+def write_one_by_one(db, count):
+    for i in range(count):
+        db.put({'_id': f"late{i}", 'doc_type': 'WebUser'})
+        time.sleep(0.02)
 
 
 def test_429s_slow_the_phase_down_and_it_recovers(couch_proxy, db_prefix):
@@ -215,3 +221,33 @@ def test_continuous_reads_changed_attachments_several_at_once(proxied_dbs, worke
     assert trees(target, list(photos)) == trees(source, list(photos))
     assert all(target.request('GET', f"{doc_id}/photo.jpg").content == data
                for doc_id, data in photos.items())
+
+
+def test_after_a_429_requests_carry_fewer_docs_and_the_copy_is_still_faithful(proxied_dbs, tmp_path):
+    """A 429 halves what each request carries, not only how many are in
+    flight, then it grows back with each success (as the replicator does)."""
+    from corehq.doctypemigrations import cleanup, initial
+    from corehq.doctypemigrations.migrator_instances import users_migration
+    from tests.doctypemigrations.helpers import trees
+    proxy, source, target = proxied_dbs
+    ids = [f"u{i:03}" for i in range(400)]
+    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser'} for doc_id in ids])
+    budget = PhaseBudget()
+    source, target = CouchDB(source.url, retry=budget), CouchDB(target.url, retry=budget)
+    settings = initial.InitialSettings(page_size=40, batch_bytes=1 << 20, batch_docs=40, workers=1)
+
+    def served_with_429s(path, phase):
+        """How many requests to ``path`` the server answered, while a third of them get 429."""
+        proxy.reset()
+        proxy.rate_limit_paths, proxy.rate_limit_probability, proxy.rate_limit_seed = path, 0.3, 1
+        phase()
+        proxy.rate_limit_probability = 0.0
+        return proxy.count('POST', path) - proxy.rate_limited
+
+    # without 429s, each phase would send 400 / 40 = 10 of them
+    dump = str(tmp_path / 'dump.log')
+    assert served_with_429s('_bulk_get', lambda: initial.run_initial(
+        users_migration, source, target, dump, settings=settings, check_disk=False)) > 10
+    assert trees(target, ids) == trees(source, ids)
+    assert served_with_429s('_bulk_docs', lambda: cleanup.clean_up(users_migration, source, target, 40)) > 10
+    assert all(tree['deleted'] for tree in trees(source, ids).values())
