@@ -16,6 +16,9 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 
 from corehq.doctypemigrations import status
+# The page is a view of the status like --status, so it takes the same words:
+# one text module of the command layer renders the core's data for both.
+from corehq.doctypemigrations.management.commands._status_text import attention_messages, summary_rows
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug
 from corehq.doctypemigrations.models import CLEANED, CLEANING, DocTypeMigration, DocTypeMigrationCheckpoint
 
@@ -79,5 +82,5 @@ def status_context(obj):
         return dict(context, status_missing=f"{obj.slug!r} is not a registered migrator: only the "
                                             f"recorded fields are shown.")
     report = status.current_status(migrator, obj, settings.COUCH_SETTINGS_HELPER)
-    return dict(context, status=report, status_rows=status.summary_rows(report),
-                status_attention=status.attention_messages(report))
+    return dict(context, status=report, status_rows=summary_rows(report),
+                status_attention=attention_messages(report))

@@ -1,18 +1,26 @@
 """Resolve conflicts of migrating docs in the source by keeping each winner."""
 from collections import namedtuple
 
+from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.loader import delete_revs
 from corehq.doctypemigrations.selection import migrating_leaves
 
 ConflictResult = namedtuple('ConflictResult', 'docs leaves_deleted errors')
+STAGE = 'Deleting conflicts'
 
 
-def delete_doc_conflicts(source, doc_types, page_size=1000):
+def delete_doc_conflicts(source, doc_types, page_size=1000, events=None):
     """Delete the losing live leaves of every conflicted doc of ``doc_types``."""
+    events = events or Events()
     docs_fixed, leaves, errors = 0, 0, []
-    for page, _scanned in migrating_leaves(source, doc_types, page_size):
-        losers = [(doc_id, rev) for doc_id, revs in page for rev in revs[1:]]
-        errors.extend(delete_revs(source, losers))
-        docs_fixed += sum(len(revs) > 1 for _doc_id, revs in page)
-        leaves += len(losers)
+    events.stage(STAGE, unit='docs scanned')
+    try:
+        for page, scanned in migrating_leaves(source, doc_types, page_size):
+            losers = [(doc_id, rev) for doc_id, revs in page for rev in revs[1:]]
+            errors.extend(delete_revs(source, losers))
+            docs_fixed += sum(len(revs) > 1 for _doc_id, revs in page)
+            leaves += len(losers)
+            events.advanced(STAGE, scanned)
+    finally:
+        events.stage_done(STAGE)
     return ConflictResult(docs_fixed, leaves, errors)

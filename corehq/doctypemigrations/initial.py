@@ -24,7 +24,7 @@ from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.selection import (
-    DocTypeSelection, fetch_leaves, has_doc_type_view, scan_changes, scan_doc_type_view,
+    DocTypeSelection, feed_length, fetch_leaves, has_doc_type_view, scan_changes, scan_doc_type_view,
 )
 from corehq.doctypemigrations.stats import doc_types_total
 
@@ -178,7 +178,7 @@ def _feed_share_size(migrator, source, sample_changes):
     sample, _seq = next(scan_changes(source, sample_changes))
     selection = DocTypeSelection(migrator.all_doc_types)
     wanted = [change for change in sample if selection.wants(change)]
-    return _feed_size(source.info()) * _dumped_size(source, wanted) / max(len(sample), 1)
+    return feed_length(source.info()) * _dumped_size(source, wanted) / max(len(sample), 1)
 
 
 def _dumped_size(source, changes):
@@ -266,11 +266,7 @@ def _enumerate(state, migrator, source, settings):
     selection = DocTypeSelection(migrator.all_doc_types)
     pages = scan_changes(source, settings.page_size, position.get('changes'))
     return (([c for c in changes if selection.wants(c)], len(changes), {'changes': seq})
-            for changes, seq in pages), lambda: _feed_size(source.info())
-
-
-def _feed_size(info):
-    return info['doc_count'] + info.get('doc_del_count', 0)
+            for changes, seq in pages), lambda: feed_length(source.info())
 
 
 def _load(state, target, dump_path, header_end, settings, events):

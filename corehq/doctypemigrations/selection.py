@@ -58,6 +58,12 @@ def scan_changes(db, page_size, since=None, conflicts=False):
             return
 
 
+def feed_length(info):
+    """The rows of the whole ``_changes`` feed, from the database's info: one
+    per doc, deleted ones too."""
+    return info['doc_count'] + info.get('doc_del_count', 0)
+
+
 BY_DOC_TYPE = ('all_docs', 'by_doc_type')
 
 

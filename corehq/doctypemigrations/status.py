@@ -3,7 +3,8 @@
 ``migration_status`` returns plain data (JSON-ready) from the recorded state
 and, where it helps, a few quick reads of the source. It never writes, and it
 takes the state row as read by slug alone (``state.get``): a status has to
-answer even when the settings no longer match the fingerprint.
+answer even when the settings no longer match the fingerprint. Its words are
+the command layer's (``management/commands/_status_text.py``).
 
 Seqs are only ever passed back to the server: the changes after the last
 checkpoint are counted by asking the feed for them, never by subtracting.
@@ -16,9 +17,12 @@ from django.utils import timezone
 from corehq.doctypemigrations import state as states
 from corehq.couch import CouchDB, CouchError
 from corehq.doctypemigrations.models import DUMPING, FOLLOWING, LOADING
+from corehq.doctypemigrations.selection import BY_DOC_TYPE
 
-# Beyond this many, pouchdb-server's feed (which gives no ``pending``) is not
-# counted further: the answer must come within seconds on a big database.
+# Beyond this many, pouchdb-server's feed (which gives no ``pending``) and the
+# rows of the by_doc_type view left to dump (which it counts only by reading
+# them, ~60 us a row) are not counted further: the answer must come within
+# seconds on a big database.
 PENDING_CAP = 10000
 DEFAULT_MAX_PENDING = 1000
 # A status is asked by a person or a monitor waiting for it: fail fast rather
@@ -32,13 +36,9 @@ REFUSALS_LISTED = 100
 OK, ATTENTION, UNREADABLE = 0, 1, 2
 
 REFUSED_DOCS, FOLLOWER_DEAD, BEHIND = 'refused_docs', 'follower_dead', 'behind'
-ATTENTION_TEXT = {
-    REFUSED_DOCS: "the target refused {refused} document(s): the initial phase cannot complete "
-                  "until they go in (fix the cause, then rerun --initial, which sends them again)",
-    FOLLOWER_DEAD: "no --continuous is running (no fresh heartbeat): start "
-                   "`./manage.py run_doctype_migration {slug} --continuous`",
-    BEHIND: "{pending_text} changes wait behind the last checkpoint (more than {max_pending})",
-}
+# What the dump has left is counted in: rows of the by_doc_type view (docs to
+# dump), or changes of the whole feed (to scan, migrating or not).
+VIEW_ROWS, FEED_CHANGES = 'view', 'feed'
 
 
 def current_status(migrator, state_row, helper, now=None, max_pending=DEFAULT_MAX_PENDING):
@@ -64,10 +64,9 @@ def migration_status(migrator, state_row, source, now=None, max_pending=DEFAULT_
     with the changes pending in ``source`` (a CouchDB, or None when there is
     none to ask) when a follower should be running."""
     now = now or timezone.now()
-    cap = max(cap, max_pending + 1)  # so that "behind" is never hidden by the cap
     phase = states.phase(state_row)
     checkpoints = _checkpoints(state_row)
-    couch = _probe(source)
+    couch, info = _probe(source)
     refusals = _refusals(state_row)
     status = {
         'slug': migrator.slug,
@@ -87,8 +86,11 @@ def migration_status(migrator, state_row, source, now=None, max_pending=DEFAULT_
         'eta_basis': None,
     }
     if phase == FOLLOWING and checkpoints and couch['reachable']:
-        _add_pending(status, source, checkpoints, cap)
-    _add_eta(status, state_row, now)
+        # so that "behind" is never hidden by the cap
+        _add_pending(status, source, checkpoints, max(cap, max_pending + 1))
+    if phase == DUMPING and couch['reachable']:
+        _add_dump_left(status, source, migrator, state_row, info, cap)
+    _add_eta(status, state_row, now, info)
     status['attention'] = _attention(status, max_pending)
     status['max_pending'] = max_pending
     return status
@@ -101,7 +103,7 @@ def _dump(slug, row):
     size = os.path.getsize(path) if os.path.isfile(path) else None
     return {'path': path, 'exists': size is not None, 'bytes': size,
             'docs_dumped': row.docs_dumped if row is not None else 0,
-            'complete': states.phase(row) not in (states.NEW, DUMPING)}
+            'complete': states.phase(row) not in (states.NEW, DUMPING), 'left': None}
 
 
 def _load(row):
@@ -153,13 +155,14 @@ def _age(moment, now):
 
 
 def _probe(source):
+    """(whether the source answers, its database info or None)."""
     if source is None:
-        return {'source': None, 'reachable': False, 'error': 'the source database is not configured'}
+        return {'source': None, 'reachable': False, 'error': 'the source database is not configured'}, None
     try:
-        source.info()
+        info = source.info()
     except CouchError as e:
-        return {'source': source.display_url, 'reachable': False, 'error': str(e)}
-    return {'source': source.display_url, 'reachable': True, 'error': None}
+        return {'source': source.display_url, 'reachable': False, 'error': str(e)}, None
+    return {'source': source.display_url, 'reachable': True, 'error': None}, info
 
 
 # -- the feed behind the checkpoint ---------------------------------------------
@@ -209,24 +212,110 @@ def _follow_rate(source, checkpoints, pending, lower_bound, cap):
     return round(covered / span, 3)
 
 
+# -- what the dump has left ---------------------------------------------------
+
+def _add_dump_left(status, source, migrator, row, info, cap):
+    """What the dump has still to read after its recorded position (None
+    before it recorded one): the dump goes on from there, in the same order."""
+    position = states.decode_seq(row.dump_since) if row is not None else None
+    if not position:
+        return
+    try:
+        if 'view' in position:
+            count, lower_bound = view_rows_after(source, migrator.all_doc_types, position['view'], cap,
+                                                 keeps_reductions(info))
+            of = VIEW_ROWS
+        else:
+            (count, lower_bound), of = changes_after(source, position['changes'], cap), FEED_CHANGES
+    except CouchError as e:
+        status['couch'].update(reachable=False, error=str(e))
+        return
+    status['dump']['left'] = {'count': count, 'lower_bound': lower_bound, 'of': of}
+
+
+def keeps_reductions(info):
+    """Whether the server keeps reduce values in its index, so a count over a
+    key range costs a few reads (CouchDB 1 to 3 and Cloudant, whose database
+    info has ``compact_running``); pouchdb-server reduces at query time, by
+    reading every row in the range."""
+    return 'compact_running' in (info or {})
+
+
+def view_rows_after(source, doc_types, position, cap=PENDING_CAP, reductions=False):
+    """(rows of the by_doc_type view of ``doc_types`` after the dump's
+    ``position`` ([doc type, last key read]), whether only a lower bound).
+    Read as the index is (stale): a status must not wait for an index update."""
+    current, after = position
+    left = 0
+    for doc_type in sorted(doc_types):
+        if doc_type < current:
+            continue
+        start = after if doc_type == current else None
+        if reductions:
+            left += _reduced_count(source, doc_type, start)
+            continue
+        left += _rows_read(source, doc_type, start, cap - left)
+        if left >= cap:
+            return left, True
+    return left, False
+
+
+def _reduced_count(source, doc_type, after):
+    rows = source.view(*BY_DOC_TYPE, startkey=after or [doc_type], endkey=[doc_type, {}],
+                       stale='ok')['rows']
+    count = rows[0]['value'] if rows else 0
+    # the range starts at the row last read, which is dumped already
+    return max(0, count - 1) if after else count
+
+
+def _rows_read(source, doc_type, after, limit):
+    """Up to ``limit`` rows after the key ``after`` (the key itself dropped,
+    as the dump drops it), ids only."""
+    rows = source.view(*BY_DOC_TYPE, reduce=False, startkey=after or [doc_type], endkey=[doc_type, {}],
+                       limit=limit + 1, stale='ok')['rows']
+    return len([row for row in rows if row['key'] != after][:limit])
+
+
 # -- ETA and attention ---------------------------------------------------------
 
-def _add_eta(status, row, now):
+def _add_eta(status, row, now, info):
     """A rough time to the end of the current step, assuming it goes on as it
     went so far:
+    - dumping: what the dump has left at its rate since --initial started (a
+      pause between runs makes it pessimistic). None while that is only a
+      lower bound: beyond the cap, pouchdb-server could count it only by
+      reading the whole rest of the view, too slow for a status;
     - loading: the docs left to load at the rate of the whole --initial (docs
-      dumped plus docs loaded per second since it started; a pause between
-      runs makes it pessimistic);
+      dumped plus docs loaded per second since it started);
     - following: the pending changes at the follower's rate over the recent
       checkpoints (new writes meanwhile are not counted); 0 when caught up.
-    None where nothing would come of waiting (a refusal, no follower), and
-    while dumping: the total to dump is known only by reading the whole
-    by_doc_type index, too slow for a status."""
+    None where nothing would come of waiting (a refusal, no follower)."""
     phase = status['phase']
-    if phase == LOADING and not status['refusals']:
+    left = status['dump']['left']
+    if phase == DUMPING and left is not None and not left['lower_bound']:
+        status['eta_seconds'], status['eta_basis'] = _dump_eta(row, left, info, now), 'dump rate'
+    elif phase == LOADING and not status['refusals']:
         status['eta_seconds'], status['eta_basis'] = _load_eta(row, now), 'initial rate'
     elif phase == FOLLOWING and status['heartbeat']['fresh'] and status['pending'] is not None:
         status['eta_seconds'], status['eta_basis'] = _follow_eta(status), 'checkpoints'
+
+
+def _dump_eta(row, left, info, now):
+    """``left`` at the rate so far, in its own unit: docs dumped (view rows,
+    give or take a conflict's second leaf), or changes of the feed scanned
+    (the feed's length, from ``info``, less those left)."""
+    if left['count'] == 0:
+        return 0.0
+    done = row.docs_dumped if left['of'] == VIEW_ROWS else _feed_length(info) - left['count']
+    elapsed = (now - row.created).total_seconds()
+    if elapsed <= 0 or done <= 0:
+        return None
+    return _seconds(left['count'] / (done / elapsed))
+
+
+def _feed_length(info):
+    """One row per doc, deleted or not, as the dump's scan of the feed reads it."""
+    return info['doc_count'] + info.get('doc_del_count', 0)
 
 
 def _load_eta(row, now):
@@ -272,124 +361,3 @@ def exit_code(status):
     if not status['couch']['reachable'] and status['phase'] == FOLLOWING:
         return UNREADABLE
     return OK
-
-
-# -- words -----------------------------------------------------------------------
-
-def attention_messages(status):
-    values = {'slug': status['slug'], 'refused': status['refused_count'],
-              'pending_text': _pending_text(status), 'max_pending': status['max_pending']}
-    return [ATTENTION_TEXT[reason].format(**values) for reason in status['attention']]
-
-
-def summary_rows(status):
-    """(label, text) pairs, the same for the terminal and the admin page."""
-    return [
-        ('phase', status['phase']),
-        ('source', _couch_text(status['couch'])),
-        ('dump', _dump_text(status['dump'], status['phase'])),
-        ('load', _load_text(status['load'])),
-        ('refused', _refused_text(status)),
-        ('checkpoint', _checkpoint_text(status['checkpoint'])),
-        ('pending', _pending_line(status)),
-        ('follower', _follower_text(status['heartbeat'])),
-        ('ETA', _eta_text(status)),
-    ]
-
-
-def render_text(status):
-    lines = [f"{status['slug']}:"]
-    for label, text in summary_rows(status):
-        lines.append(f"  {label:<11} {text}")
-        if label == 'refused':
-            lines += [f"    {r['doc_id']} {r['rev']}: {r['error']} ({r['reason']})"
-                      for r in status['refusals']]
-    messages = attention_messages(status)
-    lines.append("Attention needed:" if messages else "Nothing needs attention.")
-    lines += [f"  - {message}" for message in messages]
-    return '\n'.join(lines)
-
-
-def _refused_text(status):
-    count, listed = status['refused_count'], len(status['refusals'])
-    if not count:
-        return 'none'
-    return f"{count} document(s)" + (f", the first {listed} listed" if listed < count else '')
-
-
-def _couch_text(couch):
-    where = couch['source'] or 'not configured'
-    if couch['reachable']:
-        return f"{where} (reachable)"
-    # The client's messages name the url themselves, mostly.
-    error = couch['error']
-    return f"UNREACHABLE: {error}" if where in error else f"{where}: UNREACHABLE: {error}"
-
-
-def _dump_text(dump, phase):
-    if not dump['exists']:
-        # --initial removes its dump once the phase is complete; before that a
-        # missing dump means the next --initial starts the dump over.
-        gone = 'removed after the load' if phase in states.INITIAL_COMPLETE else 'not found'
-        return f"{dump['path']} ({gone}), {dump['docs_dumped']} docs dumped"
-    done = ', complete' if dump['complete'] else ''
-    return f"{dump['path']} ({_bytes_text(dump['bytes'])}), {dump['docs_dumped']} docs dumped{done}"
-
-
-def _bytes_text(size):
-    for unit in ('bytes', 'KB', 'MB', 'GB'):
-        if size < 1024 or unit == 'GB':
-            return f"{size} {unit}" if unit == 'bytes' else f"{size:.1f} {unit}"
-        size /= 1024
-
-
-def _load_text(load):
-    if load['of'] is None:
-        return f"{load['docs_loaded']} docs loaded (the dump is not complete)"
-    return f"{load['docs_loaded']} of {load['of']} docs loaded"
-
-
-def _checkpoint_text(checkpoint):
-    if checkpoint is None:
-        return 'none yet'
-    return f"seq {checkpoint['seq']} at {checkpoint['at']} ({_duration(checkpoint['age_seconds'])} ago)"
-
-
-def _pending_text(status):
-    return f">= {status['pending']}" if status['pending_lower_bound'] else f"{status['pending']}"
-
-
-def _pending_line(status):
-    if status['pending'] is None:
-        if status['phase'] == FOLLOWING and not status['couch']['reachable']:
-            return 'unknown: the source is unreachable'
-        return '-'
-    return f"{_pending_text(status)} changes after the checkpoint"
-
-
-def _follower_text(heartbeat):
-    if heartbeat['owner'] is None:
-        return 'none running'
-    owner = f"pid {heartbeat['owner']['pid']} on {heartbeat['owner']['host']}"
-    beat = f"last heartbeat {_duration(heartbeat['age_seconds'])} ago" if heartbeat['at'] else 'no heartbeat'
-    return f"{'alive' if heartbeat['fresh'] else 'DEAD'}: {owner}, {beat}"
-
-
-def _eta_text(status):
-    eta = status['eta_seconds']
-    if eta is None:
-        return 'unknown' if status['phase'] in (LOADING, FOLLOWING) else '-'
-    if eta == 0:
-        return 'caught up' if status['phase'] == FOLLOWING else 'done'
-    return f"about {_duration(eta)} (from the {status['eta_basis']})"
-
-
-def _duration(seconds):
-    if seconds < 1:
-        return "under 1s"
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02}m"

@@ -8,13 +8,15 @@ from collections import Counter, namedtuple
 
 from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
 from corehq.doctypemigrations.inflight import ordered, parts
-from corehq.doctypemigrations.selection import DocTypeSelection, is_replicated_id, scan_changes
+from corehq.doctypemigrations.events import Events
+from corehq.doctypemigrations.selection import DocTypeSelection, feed_length, is_replicated_id, scan_changes
 
 EQUAL, MISSING, STALE, EXTRA = 'equal', 'missing in target', 'stale', 'extra'
 # Stale in a way that no --continuous will mend (see follower.Divergence).
 CONFLICT_DELETED, TARGET_ONLY = CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
 OUTCOMES = (EQUAL, MISSING, STALE, CONFLICT_DELETED, TARGET_ONLY, EXTRA)
 VerifyResult = namedtuple('VerifyResult', 'counts differing')
+SOURCE_STAGE, TARGET_STAGE = 'Verifying the source', 'Verifying the target'
 
 
 def summary(winner_rev, deleted, doc):
@@ -59,7 +61,7 @@ def _missing(db, doc_id, revs):
     return set(db.revs_diff({doc_id: sorted(revs)}).get(doc_id, {}).get('missing', ()))
 
 
-def verify(migrator, source, target, page_size=1000, keep=20, workers=1):
+def verify(migrator, source, target, page_size=1000, keep=20, workers=1, events=None):
     selection = DocTypeSelection(migrator.all_doc_types)
     counts, differing = Counter(), []
 
@@ -83,11 +85,18 @@ def verify(migrator, source, target, page_size=1000, keep=20, workers=1):
         # a page is checked in smaller parts while the server rate-limits
         return lambda page: [outcome for part in parts(page[0], source.budget) for outcome in check(part)]
 
-    for pages, check in ((scan_changes(source, page_size, conflicts=True), compare),
-                         (scan_changes(target, page_size), extra_in_target)):
-        for _page, outcomes in ordered(pages, in_parts(check), workers, source.budget):
-            for doc_id, outcome in outcomes:
-                record(doc_id, outcome)
+    events = events or Events()
+    for stage, db, pages, check in (
+            (SOURCE_STAGE, source, scan_changes(source, page_size, conflicts=True), compare),
+            (TARGET_STAGE, target, scan_changes(target, page_size), extra_in_target)):
+        events.stage(stage, total=lambda db=db: feed_length(db.info()), unit='changes')
+        try:
+            for page, outcomes in ordered(pages, in_parts(check), workers, source.budget):
+                for doc_id, outcome in outcomes:
+                    record(doc_id, outcome)
+                events.advanced(stage, len(page[0]))
+        finally:
+            events.stage_done(stage)
     return VerifyResult(counts, differing)
 
 

@@ -7,6 +7,7 @@ from io import StringIO
 
 from django.core.management import call_command
 
+from corehq.doctypemigrations.events import Events
 from tests.conftest import PROJECT_DIR
 
 
@@ -108,3 +109,19 @@ def run(*args, **kwargs):
     out = StringIO()
     call_command('run_doctype_migration', *args, stdout=out, stderr=StringIO(), **kwargs)
     return out.getvalue()
+
+
+class RecordedEvents(Events):
+    """What a phase reported: {stage: [total asked for, units advanced, ended?]}."""
+
+    def __init__(self):
+        self.stages = {}
+
+    def stage(self, name, total=None, done=0, unit='docs'):
+        self.stages[name] = [total() if callable(total) else total, done, False]
+
+    def advanced(self, name, n):
+        self.stages[name][1] += n
+
+    def stage_done(self, name):
+        self.stages[name][2] = True

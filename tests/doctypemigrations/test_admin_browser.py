@@ -22,6 +22,7 @@ from corehq.embedded_couch.server import free_port
 from tests.conftest import PROJECT_DIR
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import manage_py, state_db_ready
+from tests.doctypemigrations.test_status import dump_killed
 
 SLUG = users_migration.slug
 CHANGELIST = '/admin/doctypemigrations/doctypemigration/'
@@ -68,6 +69,16 @@ def test_the_page_is_read_only_and_renders_without_couch(admin_client, unreachab
     assert admin_client.post(change_url(row), {'phase': FOLLOWING}).status_code == 403
     assert admin_client.get(f"{CHANGELIST}add/").status_code == 403
     assert DocTypeMigration.objects.get(pk=row.pk).phase == LOADING
+
+
+def test_a_dump_under_way_shows_what_it_has_left_and_an_eta(admin_client, migration_dbs):
+    source, target = migration_dbs
+    seed(source, n=40)
+    dump_killed(source, target)
+    row = states.get(SLUG)
+    html = admin_client.get(change_url(row)).content.decode()
+    assert f"{row.docs_dumped} docs dumped, " in html and ' docs left to dump' in html
+    assert '(from the dump rate)' in html and 'Nothing needs attention.' in html
 
 
 def test_a_row_of_a_migrator_no_longer_registered_shows_its_fields(admin_client, unreachable_couch):

@@ -7,14 +7,21 @@ from django.core.management.base import CommandError
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.cleanup import CleanupRefused, check_not_following
 from corehq.doctypemigrations.migrator_instances import users_migration
+from corehq.doctypemigrations.selection import migrating_leaves
 from tests.doctypemigrations.data import seed
+from corehq.doctypemigrations.conflicts import STAGE, delete_doc_conflicts
 from tests.doctypemigrations.helpers import (
-    initial_in_subprocess, make_conflicted, put_history, rev, run, start_migration,
+    RecordedEvents, initial_in_subprocess, make_conflicted, put_history, rev, run, start_migration,
 )
 
 
 def live_ids(db):
     return {row['id'] for row in db.all_docs() if not row['id'].startswith('_design/')}
+
+
+def migrating_leaf_rows(source):
+    return [row for page, _scanned in migrating_leaves(source, users_migration.all_doc_types, 1000)
+            for row in page]
 
 
 def migrated_and_flipped(source):
@@ -121,6 +128,9 @@ def test_delete_doc_conflicts_keeps_winners(migration_dbs):
     out = StringIO()
     call_command('delete_doc_conflicts', stdout=out)
     assert 'deleted 1 losing revisions of 1 conflicted docs' in out.getvalue()
+    events = RecordedEvents()
+    delete_doc_conflicts(source, users_migration.all_doc_types, page_size=2, events=events)
+    assert events.stages == {STAGE: [None, len(migrating_leaf_rows(source)), True]}
     doc = source.get('c1', conflicts='true')
     assert doc['_rev'] == winner and '_conflicts' not in doc
     assert '_conflicts' in source.get('c2', conflicts='true')

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime
 from io import StringIO
 
 import pytest
@@ -18,9 +19,12 @@ from django.test.utils import CaptureQueriesContext
 
 from corehq.couchsettings import CouchSettingsHelper
 from corehq.doctypemigrations import state as states, status
+from corehq.doctypemigrations.events import Events
 from corehq.couch import CouchDB
 from corehq.doctypemigrations.initial import run_initial
+from corehq.doctypemigrations.management.commands._status_text import render_text
 from corehq.doctypemigrations.migrator_instances import users_migration
+from corehq.doctypemigrations.stats import doc_types_total
 from corehq.embedded_couch.server import free_port
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import (
@@ -56,12 +60,26 @@ def status_of_subprocess(env, cwd, *args):
 
 def dying_once(step, progress_field):
     """Events that 'kill' --initial at its first ``step`` ('Dumping'
-    or 'Loading') update after the state records some progress."""
+    or 'Loading') update after the state records some progress; ``done``
+    is what that step reported done until then (docs scanned, or loaded)."""
     class Bar(StepHook):
+        done = 0
+
         def update(self, n=1):
-            if self.desc == step and getattr(states.get(SLUG), progress_field):
-                raise Killed()
+            if self.desc == step:
+                self.done += n
+                if getattr(states.get(SLUG), progress_field):
+                    raise Killed()
     return Bar()
+
+
+def dump_killed(source, target):
+    """--initial killed after its first dumped page; returns how many docs
+    (or changes of the feed) that page scanned."""
+    events = dying_once('Dumping', 'docs_dumped')
+    with pytest.raises(Killed):
+        run_initial(users_migration, source, target, DUMP, SMALL_PAGES, events)
+    return events.done
 
 
 def write_users(source, prefix, n):
@@ -86,7 +104,7 @@ def test_new_and_unreadable_from_the_shell(migration_dbs, subprocess_env, tmp_pa
     assert code == 0
     assert report['phase'] == 'new' and report['attention'] == [] and report['checkpoint'] is None
     assert report['dump'] == {'path': DUMP, 'exists': False, 'bytes': None, 'docs_dumped': 0,
-                              'complete': False}
+                              'complete': False, 'left': None}
     assert report['couch']['reachable'] is True
 
 
@@ -99,24 +117,101 @@ def test_an_unknown_slug_gives_the_guide_text_and_exit_2(db, args):
 
 # -- dumping and loading ----------------------------------------------------------
 
-def test_dumping_interrupted(migration_dbs):
+@pytest.fixture
+def dumping(migration_dbs):
+    """A dump of the by_doc_type view killed after its first page: (source,
+    the view rows left to dump)."""
     source, target = migration_dbs
     seed(source, n=40)
-    with pytest.raises(Killed):
-        run_initial(users_migration, source, target, DUMP, SMALL_PAGES, dying_once('Dumping', 'docs_dumped'))
+    scanned = dump_killed(source, target)
+    left = doc_types_total(source, users_migration.all_doc_types) - scanned
+    assert scanned > 0 and left > 3
+    return source, left
+
+
+def test_dumping_interrupted_has_an_eta(dumping):
+    _source, left = dumping
     recorded = states.get(SLUG)
     report, code = status_json()
     assert code == 0 and report['attention'] == []
     assert report['phase'] == 'dumping'
     # recorded absolute, so --status finds it from any folder
     assert report['dump'] == {'path': os.path.abspath(DUMP), 'exists': True, 'bytes': os.path.getsize(DUMP),
-                              'docs_dumped': recorded.docs_dumped, 'complete': False}
+                              'docs_dumped': recorded.docs_dumped, 'complete': False,
+                              'left': {'count': left, 'lower_bound': False, 'of': 'view'}}
     assert recorded.docs_dumped > 0
     assert report['load'] == {'docs_loaded': 0, 'of': None}
-    assert report['eta_seconds'] is None and report['pending'] is None
+    assert report['pending'] is None
+    # what is left at the rate so far
+    elapsed = (datetime.fromisoformat(report['as_of']) - recorded.created).total_seconds()
+    assert report['eta_basis'] == 'dump rate'
+    assert report['eta_seconds'] == pytest.approx(max(0.1, left * elapsed / recorded.docs_dumped), abs=0.06)
     text, code = status_text()
     assert code == 0
-    assert "phase       dumping" in text and f"{recorded.docs_dumped} docs dumped" in text
+    assert "phase       dumping" in text and f"{recorded.docs_dumped} docs dumped, {left} docs left" in text
+    assert 'about ' in text and '(from the dump rate)' in text
+
+
+def test_what_the_dump_has_left_is_counted_only_up_to_the_cap_on_pouchdb_server(dumping):
+    """pouchdb-server counts rows only by reading them: past the cap the status
+    says it does not know, rather than make one up."""
+    source, left = dumping
+    assert not status.keeps_reductions(source.info())
+    report = status.migration_status(users_migration, states.get(SLUG), source, cap=3)
+    assert report['dump']['left'] == {'count': 3, 'lower_bound': True, 'of': 'view'}
+    assert report['eta_seconds'] is None and report['attention'] == []
+    text = render_text(report)
+    assert '>= 3 docs left to dump' in text
+    assert 'ETA         unknown: at least 3 left, and this server counts them only by reading' in text
+
+
+def test_a_server_that_keeps_reduce_values_counts_what_the_dump_has_left_at_once(dumping, monkeypatch):
+    """CouchDB's reduce over the rest of the view, asked of the real server as
+    if it kept reduce values (the count is the same, only its cost differs)."""
+    source, left = dumping
+    monkeypatch.setattr(status, 'keeps_reductions', lambda info: True)
+    report = status.migration_status(users_migration, states.get(SLUG), source, cap=3)
+    assert report['dump']['left'] == {'count': left, 'lower_bound': False, 'of': 'view'}
+    assert report['eta_seconds'] > 0
+
+
+def test_dumping_the_feed_without_the_view_has_an_eta(migration_dbs, feed_replays):
+    source, target = migration_dbs
+    seed(source, n=40)
+    ddoc = source.get('_design/all_docs')
+    source.bulk_docs([{'_id': ddoc['_id'], '_rev': ddoc['_rev'], '_deleted': True}])
+    scanned = dump_killed(source, target)
+    report, code = status_json()
+    assert code == 0 and report['phase'] == 'dumping'
+    left = report['dump']['left']
+    expected = len(source.changes()['results']) - scanned
+    assert left['of'] == 'feed' and left['lower_bound'] is False
+    assert expected <= left['count'] <= expected + feed_replays and expected > 0
+    # the changes left at the rate the feed was scanned so far
+    info, created = source.info(), states.get(SLUG).created
+    scanned_so_far = info['doc_count'] + info.get('doc_del_count', 0) - left['count']
+    elapsed = (datetime.fromisoformat(report['as_of']) - created).total_seconds()
+    assert report['eta_basis'] == 'dump rate'
+    expected_eta = max(0.1, left['count'] * elapsed / scanned_so_far)
+    assert report['eta_seconds'] == pytest.approx(expected_eta, abs=0.06)
+    text, _ = status_text()
+    assert f"{left['count']} changes of the feed left to scan" in text and '(from the dump rate)' in text
+
+
+def test_dumping_before_any_progress_says_why_there_is_no_eta(migration_dbs):
+    source, target = migration_dbs
+    seed(source)
+
+    class DyingAtTheStart(Events):
+        def stage(self, name, **kwargs):
+            raise Killed()
+
+    with pytest.raises(Killed):
+        run_initial(users_migration, source, target, DUMP, SMALL_PAGES, DyingAtTheStart())
+    report, code = status_json()
+    assert code == 0 and report['phase'] == 'dumping' and report['dump']['docs_dumped'] == 0
+    assert report['dump']['left'] is None and report['eta_seconds'] is None
+    assert 'ETA         unknown: the dump has recorded no progress yet' in status_text()[0]
 
 
 def test_loading_interrupted_has_an_eta(migration_dbs):
@@ -236,7 +331,28 @@ def test_pending_beyond_the_cap_is_a_lower_bound(following):
     assert report['pending'] == 3 and report['pending_lower_bound'] is True
     assert report['attention'] == ['behind'] and status.exit_code(report) == 1
     assert report['eta_seconds'] is None
-    assert 'pending     >= 3 changes after the checkpoint' in status.render_text(report)
+    assert 'pending     >= 3 changes after the checkpoint' in render_text(report)
+
+
+def test_the_changes_behind_a_follower_checkpoint_are_counted_on_the_real_server(following, feed_replays):
+    """pouchdb-server's feed gives no ``pending`` (CouchDB's does, and its count
+    is used as is, see below): the status counts the feed's rows after the
+    checkpoint instead, up to the cap."""
+    source, row = following
+    seq = states.latest_checkpoint(row)
+    # which path this test covers: if the server ever gives ``pending``, it
+    # must cover that one instead
+    assert status.pending_from(source.json('GET', '_changes', params={'since': seq, 'limit': 0})) is None
+    caught_up, code = status_json()
+    assert code == 0 and caught_up['pending'] <= feed_replays
+    write_users(source, 'pending', 7)
+    report, code = status_json()
+    assert code == 0 and report['checkpoint']['seq'] == seq
+    assert 7 <= report['pending'] <= 7 + feed_replays and report['pending_lower_bound'] is False
+    assert 'pending     7 changes after the checkpoint' in status_text()[0] or feed_replays
+    if not feed_replays:
+        assert status.changes_after(source, seq, cap=8) == (7, False)
+        assert status.changes_after(source, seq, cap=7) == (7, True)  # 7 or more: it stopped reading
 
 
 def test_the_servers_own_pending_count_is_used_when_given():

@@ -52,3 +52,18 @@ def test_verify_sees_a_deletion_not_mirrored(migration_dbs):
     assert '  u: stale' in out.getvalue()
     run('user_db_migration', '--continuous', '--until-caught-up')
     assert run('user_db_migration', '--verify').startswith('0 equal, 0 missing in target, 0 stale, 0 extra')
+
+
+def test_verify_reports_its_progress_through_the_phase_events(migration_dbs):
+    from corehq.doctypemigrations import verify
+    from corehq.doctypemigrations.migrator_instances import users_migration
+    from tests.doctypemigrations.helpers import RecordedEvents
+    source, target = migration_dbs
+    seed(source)
+    run('user_db_migration', '--initial')
+    events = RecordedEvents()
+    verify.verify(users_migration, source, target, page_size=7, events=events)
+    source_feed = len(source.changes()['results'])
+    target_feed = len(target.changes()['results'])
+    assert events.stages == {verify.SOURCE_STAGE: [source_feed, source_feed, True],
+                             verify.TARGET_STAGE: [target_feed, target_feed, True]}

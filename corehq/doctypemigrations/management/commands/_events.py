@@ -6,6 +6,13 @@ from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.management.commands._text import DIVERGENCE_HINTS
 
 
+def command_events(command, slug, verbosity):
+    """A command's events, with bars on stderr when it is a terminal (as
+    tqdm's own default, so stdout stays parseable)."""
+    bars = command.stderr._out if verbosity and command.stderr.isatty() else None
+    return CommandEvents(command, slug, bars)
+
+
 class CommandEvents(Events):
     """``bars``: the stream to draw progress bars on, or None for none."""
 

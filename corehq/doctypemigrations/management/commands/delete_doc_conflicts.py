@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.conflicts import delete_doc_conflicts
 from corehq.couch import CouchDB
+from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.management.commands._text import describe_errors
 from corehq.doctypemigrations.management.commands.run_doctype_migration import operator_errors
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
@@ -27,7 +28,8 @@ class Command(BaseCommand):
             target = CouchDB(helper.db_url(migrator.target_db_name))
             with operator_errors():
                 states.check('delete_doc_conflicts', states.open_state(migrator, source, target), slug)
-                result = delete_doc_conflicts(source, migrator.all_doc_types, page_size)
+                result = delete_doc_conflicts(source, migrator.all_doc_types, page_size,
+                                              events=command_events(self, slug, verbosity))
             if verbosity:
                 self.stdout.write(f"{slug}: deleted {result.leaves_deleted} losing revisions of "
                                   f"{result.docs} conflicted docs in {source.display_url}")

@@ -16,7 +16,8 @@ from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
 from corehq.doctypemigrations.dumpfile import describe_position
 from corehq.doctypemigrations.errors import MigrationError
 from corehq.doctypemigrations.management.commands._allocator import keep_memory_flat
-from corehq.doctypemigrations.management.commands._events import CommandEvents
+from corehq.doctypemigrations.management.commands._events import command_events
+from corehq.doctypemigrations.management.commands._status_text import render_text
 from corehq.doctypemigrations.management.commands._text import (
     DIVERGENCE_HINTS, count_table, describe_errors, error_text,
 )
@@ -162,9 +163,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.WARNING(message))
 
     def _events(self, migrator):
-        # Bars go to stderr, like tqdm's own default, so stdout stays parseable.
-        bars = self.stderr._out if self.verbosity and self.stderr.isatty() else None
-        return CommandEvents(self, migrator.slug, bars)
+        return command_events(self, migrator.slug, self.verbosity)
 
     @staticmethod
     def _page_size(options, default):
@@ -223,7 +222,7 @@ class Command(BaseCommand):
 
     def run_verify(self, migrator, source, target, options):
         result = verify.verify(migrator, source, target, page_size=self._page_size(options, 1000),
-                               workers=options['workers'])
+                               workers=options['workers'], events=self._events(migrator))
         counts = result.counts
         self.stdout.write(", ".join(f"{counts[outcome]} {outcome}" for outcome in verify.OUTCOMES
                                     if counts[outcome] or outcome in (verify.EQUAL, verify.MISSING,
@@ -251,7 +250,7 @@ class Command(BaseCommand):
         except CommandError as e:
             e.returncode = status.UNREADABLE
             raise
-        self.stdout.write(json.dumps(report, indent=2) if options['json'] else status.render_text(report))
+        self.stdout.write(json.dumps(report, indent=2) if options['json'] else render_text(report))
         code = status.exit_code(report)
         if code == status.ATTENTION:
             raise CommandError(f"{migrator.slug} needs attention: {', '.join(report['attention'])}",
