@@ -22,3 +22,12 @@ def test_a_database_without_the_view_says_how_to_get_it(migration_dbs):
     source.bulk_docs([{'_id': ddoc['_id'], '_rev': ddoc['_rev'], '_deleted': True}])
     with pytest.raises(StatsViewMissing, match='sync_couch_views'):
         doc_types_total(source, ['Group'])
+
+
+def test_each_doc_type_counted_is_reported_through_the_phase_events(migration_dbs):
+    from tests.doctypemigrations.helpers import RecordedEvents
+    source, _ = migration_dbs
+    seed(source)
+    events = RecordedEvents()
+    doc_type_counts(source, ['CommCareUser', 'Group', 'WebUser'], events)
+    assert events.stages == {f"Counting in {source.name}": [3, 3, True]}

@@ -172,8 +172,9 @@ class Command(BaseCommand):
     # -- phases ------------------------------------------------------------
 
     def run_stats(self, migrator, source, target, options):
-        source_counts = stats.doc_type_counts(source, migrator.all_doc_types)
-        target_counts = stats.doc_type_counts(target, migrator.all_doc_types)
+        events = self._events(migrator)
+        source_counts = stats.doc_type_counts(source, migrator.all_doc_types, events)
+        target_counts = stats.doc_type_counts(target, migrator.all_doc_types, events)
         self.stdout.write(f"Source DB: {source.display_url}")
         self.stdout.write(f"Target DB: {target.display_url}")
         self.stdout.write("")
