@@ -10,12 +10,17 @@ pouchdb-server behave like the harder servers production meets:
   (a cluster's at-least-once delivery after a shard moves);
 - ``drop_after_bytes``: a response is cut off mid-body, after the upstream
   server has done the work (a write that succeeded but was never confirmed);
+- ``stall_after_bytes``: a response stops mid-body without the connection
+  closing, until the client gives up on it (a server or link that hangs);
 - ``max_request_bytes``: 413 like CouchDB's ``max_http_request_size``;
 - ``latency``: every request waits before it is forwarded, as over a link to
   a remote cluster (``max_in_flight`` tells how many the client kept open);
 - ``rate_limit_probability``: a random share of requests is answered 429
   ``too_many_requests`` without a Retry-After header, as Cloudant does over
   its rate limit; the request never reaches the server;
+- ``fail_status``: a chosen share or count of requests is answered with that
+  status, a 5xx as from a busy cluster or a gateway in front of it (500, 502,
+  503, 504); the request never reaches the server;
 - ``require_auth``: Basic auth in front of pouchdb-server's admin party;
 - ``inject_doc_errors``: chosen docs of a ``_bulk_docs`` are rejected per doc
   (a ``validate_doc_update`` saying ``forbidden``) and never reach the server;
@@ -29,6 +34,7 @@ Usage::
 """
 import base64
 import http.client
+from http import HTTPStatus
 import json
 import random
 import re
@@ -57,10 +63,16 @@ FAULT_DEFAULTS = {
     'drop_after_bytes': None,     # cut matching responses after this many body bytes ...
     'drop_paths': None,           # ... matching: a regex searched in "METHOD /path?query" ...
     'drop_count': None,           # ... for the next N of them (None: every one)
+    'stall_after_bytes': None,    # as drop_after_bytes, the same paths and count, but the rest is
+                                  # held back and the connection kept open until the client hangs up
     'max_request_bytes': None,    # larger request bodies get 413 and are not forwarded
     'latency': 0.0,               # seconds each request waits before it is forwarded (a remote link)
     'rate_limit_probability': 0.0,  # this share of requests gets 429 (drawn from rate_limit_seed) ...
     'rate_limit_paths': None,     # ... among those matching: a regex searched in "METHOD /path?query"
+    'fail_status': None,          # answer matching requests with this status (503...) unforwarded ...
+    'fail_paths': None,           # ... matching: a regex searched in "METHOD /path?query" ...
+    'fail_count': None,           # ... the next N of them (None: every one) ...
+    'fail_probability': 1.0,      # ... on this share of them (drawn from fail_seed)
     'require_auth': None,         # (user, password) for Basic auth, stripped before forwarding
     'inject_doc_errors': None,    # {doc_id: (error, reason)} or callable(doc) -> (error, reason) | None
 }
@@ -81,7 +93,7 @@ SEQ_BEARING_PATH = re.compile(
     rf'^{_DB}(/?|/_changes|/_all_docs|/_design_docs|/_local_docs|/_design/[^/]+/_view/[^/]+)$')
 PUBLIC_PATH = re.compile(r'^/(_up)?$')  # CouchDB answers these without credentials
 RATE_LIMIT_REASON = "You've exceeded your current limit of requests per second. Please try later."
-SEEDS = ('replay_seed', 'rate_limit_seed')
+SEEDS = ('replay_seed', 'rate_limit_seed', 'fail_seed')
 
 SEQ_KEYS = ('seq', 'last_seq', 'update_seq', 'purge_seq')
 OPAQUE_MARK = 'g1AAAAA'
@@ -169,8 +181,10 @@ class CouchProxy:
         self._live_sockets = set()
         self._rng = random.Random()
         self._rate_rng = random.Random()
+        self._fail_rng = random.Random()
         self.replay_seed = 0
         self.rate_limit_seed = 0
+        self.fail_seed = 0
         self.clear_faults()
         self.reset()
         for name, value in faults.items():
@@ -209,6 +223,16 @@ class CouchProxy:
         self._rate_seed = seed
         self._rate_rng.seed(seed)
 
+    @property
+    def fail_seed(self):
+        return self._fail_seed
+
+    @fail_seed.setter
+    def fail_seed(self, seed):
+        """Which requests fail_status answers: the same seed gives the same choices."""
+        self._fail_seed = seed
+        self._fail_rng.seed(seed)
+
     def reset(self):
         """Zero the counters (the fault switches stay as they are)."""
         with self._lock:
@@ -223,6 +247,8 @@ class CouchProxy:
             self._in_flight_at = {}
             self.max_in_flight_at = {}  # the same per endpoint (see _endpoint)
             self.drops = 0
+            self.stalls = 0
+            self.failures = 0  # requests answered with fail_status
             self.replayed_rows = 0
             self.injected_errors = 0
             self.rate_limited = 0
@@ -336,6 +362,7 @@ class CouchProxy:
         self._check_size(request)
         self._check_auth(request)
         self._check_rate(request)
+        self._check_fail(request)
         rewrites = []
         if BULK_DOCS_PATH.match(request.path) and request.method == 'POST':
             rewrites += self._inject_bulk_errors(request)
@@ -372,6 +399,21 @@ class CouchProxy:
                 return
             self.rate_limited += 1
         raise _Answer(429, 'too_many_requests', RATE_LIMIT_REASON)
+
+    def _check_fail(self, request):
+        if self.fail_status is None or not _matches(self.fail_paths, request.line):
+            return
+        with self._lock:
+            if self.fail_count is not None and self.fail_count <= 0:
+                return
+            # Every matching request draws, so the same seed gives the same choices.
+            if self._fail_rng.random() >= self.fail_probability:
+                return
+            if self.fail_count is not None:
+                self.fail_count -= 1
+            self.failures += 1
+        status = HTTPStatus(self.fail_status)
+        raise _Answer(status.value, status.phrase.lower().replace(' ', '_'), status.description)
 
     def _inject_bulk_errors(self, request):
         """Take the docs to reject out of the body; their error rows go into the response."""
@@ -453,11 +495,13 @@ class CouchProxy:
             self.upstream_host, self.upstream_port, timeout=UPSTREAM_TIMEOUT)
 
     def _drop_limit(self, request):
-        """Body bytes this response may send before the connection is cut, or None."""
-        limit = self.drop_after_bytes
+        """(Body bytes this response may send before it is cut off or stalls, or
+        None; whether it stalls rather than being cut off)."""
+        stall = self.stall_after_bytes is not None
+        limit = self.stall_after_bytes if stall else self.drop_after_bytes
         if limit is None or not _matches(self.drop_paths, request.line):
-            return None
-        return limit
+            return None, False
+        return limit, stall
 
     def _take_drop(self):
         """Whether a response that reached its limit is cut now.
@@ -609,6 +653,10 @@ class _Dropped(Exception):
     """The response was cut off on purpose."""
 
 
+class _Stalled(Exception):
+    """The response stopped on purpose, its connection left open."""
+
+
 @dataclass
 class _Request:
     method: str
@@ -702,13 +750,14 @@ class _JsonGaps:
 
 class _BodyWriter:
     """Writes a response body to the client, chunked or raw, and cuts the
-    connection once ``limit`` body bytes are out (when there are more and
-    ``may_cut()`` agrees)."""
+    connection (or, with ``stall``, stops writing) once ``limit`` body bytes
+    are out, when there are more and ``may_cut()`` agrees."""
 
-    def __init__(self, wfile, chunked, limit, may_cut, count_sent):
+    def __init__(self, wfile, chunked, limit, may_cut, count_sent, stall=False):
         self.wfile = wfile
         self.chunked = chunked
         self.limit = limit
+        self.stall = stall
         self.may_cut = may_cut
         self.count_sent = count_sent
         self.sent = 0
@@ -727,7 +776,7 @@ class _BodyWriter:
         self.count_sent(len(part))  # before the client can see the bytes, so counts are never late
         self.wfile.write(head + part + tail)
         if cut:
-            raise _Dropped()
+            raise _Stalled() if self.stall else _Dropped()
 
     def finish(self):
         if self.chunked:
@@ -795,6 +844,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._relay(request, response, rewrites)
         except _Dropped:
             self.proxy._add('drops', 1)
+            self._cut_connection()
+        except _Stalled:
+            self.proxy._add('stalls', 1)
+            self._wait_for_hang_up()
             self._cut_connection()
         except (OSError, http.client.HTTPException):
             self._cut_connection()
@@ -880,9 +933,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not has_body:
             response.read()  # marks the upstream connection free for the next request
             return
-        writer = _BodyWriter(self.wfile, chunked=reframe and self._can_chunk(),
-                             limit=self.proxy._drop_limit(request), may_cut=self.proxy._take_drop,
-                             count_sent=self.proxy._count_sent)
+        limit, stall = self.proxy._drop_limit(request)
+        writer = _BodyWriter(self.wfile, chunked=reframe and self._can_chunk(), limit=limit,
+                             may_cut=self.proxy._take_drop, count_sent=self.proxy._count_sent, stall=stall)
         if not rewrite:
             self._copy(response, writer)
         elif feed == 'continuous':
@@ -947,6 +1000,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != 'HEAD':
             self.proxy._count_sent(len(body))
             self.wfile.write(body)
+
+    def _wait_for_hang_up(self):
+        """Send nothing more until the client closes the connection (its read
+        timed out) or the proxy stops, which makes the socket readable."""
+        deadline = time.monotonic() + UPSTREAM_TIMEOUT
+        while not _peer_closed(self.connection) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _cut_connection(self):
         """Hang up as a crashed server would: no more bytes, just the end of the stream."""

@@ -2,6 +2,7 @@
 import http.client
 import json
 import re
+import threading
 import time
 
 import pytest
@@ -245,6 +246,68 @@ def test_a_drop_larger_than_the_response_leaves_it_whole(couch_proxy, db):
     couch_proxy.drop_count = 1
     assert requests.get(f"{couch_proxy.url}/{db}", timeout=TIMEOUT).ok
     assert couch_proxy.drops == 0 and couch_proxy.drop_count == 1
+
+
+def test_a_stalled_response_sends_the_given_bytes_then_nothing_until_the_client_hangs_up(
+        couch_proxy, couch_server, db):
+    put_ids(couch_server.url, db, 'a', 'b', 'c')
+    couch_proxy.stall_after_bytes = 20
+    couch_proxy.drop_paths = r'^GET /[^/]+/_all_docs'
+    couch_proxy.drop_count = 2
+    conn = http.client.HTTPConnection('127.0.0.1', couch_proxy.port, timeout=0.5)
+    conn.request('GET', f"/{db}/_all_docs")
+    response = conn.getresponse()
+    assert response.status == 200
+    assert len(response.read(20)) == 20
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        response.read(1)  # the connection stays open, silent
+    assert time.monotonic() - started >= 0.5
+    conn.close()
+
+    with pytest.raises(requests.exceptions.ConnectionError, match='Read timed out'):
+        requests.get(f"{couch_proxy.url}/{db}/_all_docs", timeout=(TIMEOUT, 0.3)).content
+    assert couch_proxy.stalls == 2 and couch_proxy.drops == 0 and couch_proxy.drop_count == 0
+    assert requests.get(f"{couch_proxy.url}/{db}/_all_docs", timeout=TIMEOUT).json()['total_rows'] == 3
+
+
+def test_a_stall_ends_when_the_proxy_stops(couch_server, db):
+    proxy = CouchProxy(couch_server.url, stall_after_bytes=0).start()
+    response = requests.get(f"{proxy.url}/{db}", timeout=TIMEOUT, stream=True)
+    threading.Timer(0.3, proxy.stop).start()
+    started = time.monotonic()
+    with pytest.raises(BROKEN):
+        response.content
+    assert time.monotonic() - started < TIMEOUT
+
+
+# -- answers of the proxy's own ---------------------------------------------------
+
+def test_a_count_of_requests_is_answered_with_a_5xx_and_not_forwarded(couch_proxy, couch_server, db):
+    couch_proxy.fail_status, couch_proxy.fail_count = 503, 2
+    couch_proxy.fail_paths = r'^PUT '
+    refused = requests.put(f"{couch_proxy.url}/{db}/a", json={}, timeout=TIMEOUT)
+    assert refused.status_code == 503 and refused.json()['error'] == 'service_unavailable'
+    assert not exists(couch_server, db, 'a')
+    assert requests.get(f"{couch_proxy.url}/{db}", timeout=TIMEOUT).ok  # other paths go through
+    assert requests.put(f"{couch_proxy.url}/{db}/a", json={}, timeout=TIMEOUT).status_code == 503
+    assert requests.put(f"{couch_proxy.url}/{db}/a", json={}, timeout=TIMEOUT).status_code == 201
+    assert couch_proxy.failures == 2 and couch_proxy.fail_count == 0
+
+
+@pytest.mark.parametrize('status, error', [(500, 'internal_server_error'), (502, 'bad_gateway')])
+def test_a_share_of_requests_is_answered_with_a_5xx_chosen_by_the_seed(couch_proxy, db, status, error):
+    couch_proxy.fail_status, couch_proxy.fail_probability = status, 0.3
+    runs = []
+    for seed in (4, 4, 5):
+        couch_proxy.fail_seed = seed
+        runs.append(statuses(couch_proxy, db))
+    assert set(runs[0]) == {200, status}
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    assert 8 <= runs[0].count(status) <= 30
+    assert couch_proxy.failures == sum(run.count(status) for run in runs)
+    couch_proxy.fail_probability = 1.0
+    assert requests.get(f"{couch_proxy.url}/{db}", timeout=TIMEOUT).json()['error'] == error
 
 
 # -- refusals ---------------------------------------------------------------------

@@ -9,12 +9,12 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager, nullcontext
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, ProtocolError
+from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from corehq.couch.credentials import mask_password, split_credentials
@@ -24,9 +24,13 @@ DEFAULT_TIMEOUT = (10, 300)
 log = logging.getLogger('corehq.couch')
 
 # Answers that say "not now" rather than "no": a busy or restarting cluster.
-# 501 and 505 are excluded: they will not change by asking again.
+# 501 (Not Implemented) and 505 (HTTP Version Not Supported) are excluded:
+# they are about the request itself (a method or protocol this server does
+# not speak), not the server's state, so asking again gets the same answer.
 TRANSIENT_STATUSES = frozenset({429} | set(range(500, 600)) - {501, 505})
-RATE_LIMITED = 'rate limited by the server (429), slowing down'
+# The issue's own words, so that an operator can search the log for them.
+RATE_LIMITED = 'rate limited by the server, slowing down (429)'
+DEFAULT_PORTS = {'http': 80, 'https': 443}
 
 
 class CouchError(Exception):
@@ -64,9 +68,11 @@ class PhaseBudget:
 
     A phase gives up after ``give_up_after`` seconds of failing without one
     success in between (None: never, for --continuous through a night-long
-    outage). Before the phase's first answer, a failed connection gives up
-    after ``first_contact_retries``: a wrong url or a server that is down
-    should be said at once, not after minutes.
+    outage). Before a server's first answer in the phase, a failed
+    connection to it gives up after ``first_contact_retries``: a wrong url or
+    a server that is down should be said at once, not after minutes. That is
+    counted per server (see server_of): the source answering says nothing
+    about a mistyped target.
 
     It also paces requests after a 429: Cloudant meters requests per second,
     so the whole phase slows down (each request waits ``interval`` after the
@@ -86,7 +92,7 @@ class PhaseBudget:
     def __init__(self, give_up_after=300, first_contact_retries=2):
         self.give_up_after = give_up_after
         self.first_contact_retries = first_contact_retries
-        self.contacted = False
+        self._answered_by = set()  # servers (see server_of) that answered this phase
         self.failing_since = None
         self.interval = 0.0
         self.factor = 1.0
@@ -94,13 +100,17 @@ class PhaseBudget:
         self._halved_at = None
         self._lock = threading.Lock()
 
-    def answered(self):
+    def answered(self, server=None):
         with self._lock:
-            self.contacted = True
+            self._answered_by.add(server)
             self.failing_since = None
             if self.interval:
                 self.interval = self.interval * 0.8 if self.interval > self.MIN_INTERVAL else 0.0
             self.factor = min(1.0, self.factor + 1 / 16)
+
+    def has_answered(self, server=None):
+        with self._lock:
+            return server in self._answered_by
 
     def failed(self):
         with self._lock:
@@ -153,12 +163,14 @@ class RetryPolicy(Retry):
     new_edits=false or explicit revs, which CouchDB answers idempotently.
 
     ``label`` (a url without password) starts the line logged to
-    ``corehq.couch`` before each wait.
+    ``corehq.couch`` before each wait; ``server`` (see server_of) is the one
+    whose first contact the budget's ``first_contact_retries`` applies to.
     """
 
     def __init__(self, total=12, connect=2, read=5, *, backoff_factor=0.25, backoff_max=30,
                  backoff_jitter=0.25, retry_after_max=300, status_forcelist=TRANSIENT_STATUSES,
-                 allowed_methods=None, raise_on_status=False, label=None, budget=None, **kwargs):
+                 allowed_methods=None, raise_on_status=False, label=None, budget=None, server=None,
+                 **kwargs):
         super().__init__(
             total=total, connect=connect, read=read, backoff_factor=backoff_factor,
             backoff_max=backoff_max, backoff_jitter=backoff_jitter, retry_after_max=retry_after_max,
@@ -166,10 +178,12 @@ class RetryPolicy(Retry):
             raise_on_status=raise_on_status, **kwargs)
         self.label = label
         self.budget = budget
+        self.server = server
 
     def new(self, **kw):
         kw.setdefault('label', self.label)
         kw.setdefault('budget', self.budget)
+        kw.setdefault('server', self.server)
         return super().new(**kw)
 
     @classmethod
@@ -185,7 +199,7 @@ class RetryPolicy(Retry):
     def is_exhausted(self):
         if self.budget is None:
             return super().is_exhausted()
-        if not self.budget.contacted and self.connect is not None and self.connect < 0:
+        if not self.budget.has_answered(self.server) and self.connect is not None and self.connect < 0:
             return True
         return self.budget.exhausted()
 
@@ -278,6 +292,7 @@ BAD_URL_ERRORS = (requests.exceptions.MissingSchema, requests.exceptions.Invalid
                   requests.exceptions.InvalidURL)
 
 MID_BODY_ERRORS = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+STALLED = 'the response stalled past the read timeout'
 
 
 class CouchDB:
@@ -299,7 +314,7 @@ class CouchDB:
             retry = RetryPolicy.for_phase(retry)
         elif not isinstance(retry, RetryPolicy):
             retry = RetryPolicy() if retry is None else RetryPolicy(total=retry)
-        self.retry = retry.new(label=self.display_url)
+        self.retry = retry.new(label=self.display_url, server=server_of(bare_url))
         self.budget = self.retry.budget
         self.session = session or make_session(self.retry)
         if auth:
@@ -343,7 +358,7 @@ class CouchDB:
             raise CouchError(f"{self.display_url} is not a CouchDB url: it needs to be "
                              f"http(s)://[user:password@]host[:port]/database") from None
         if self.budget is not None and response.status_code not in TRANSIENT_STATUSES:
-            self.budget.answered()
+            self.budget.answered(self.retry.server)
         if response.status_code >= 400:
             self._raise_for(response, method, path, spent)
         return response, payload
@@ -352,7 +367,7 @@ class CouchDB:
         """Send until there is a whole response, under one retry budget.
 
         urllib3 retries what fails before a response arrives (connections,
-        5xx, 429). A body cut off after that is retried here, and urllib3's
+        5xx, 429). A body cut off or stalled after that is retried here, and urllib3's
         next try goes on from the state it left: one Retry is carried through
         the whole call, so the backoff goes on growing and the call gives up
         once the budget is spent, whichever layer spent it.
@@ -375,6 +390,10 @@ class CouchDB:
                 return response, None, retry
             except MID_BODY_ERRORS:
                 cause = 'the response was cut off'
+            except requests.ConnectionError as e:
+                if not stalled_midway(e):
+                    raise
+                cause = STALLED
             except orjson.JSONDecodeError:
                 cause = 'the response was incomplete or invalid'
             response.close()
@@ -613,6 +632,24 @@ class CouchDB:
         if keys is not None:
             return self.json('POST', path, params=params, body={'keys': list(keys)})
         return self.json('GET', path, params=params)
+
+
+def server_of(url):
+    """(scheme, host, port) of a url, the server a PhaseBudget counts first contact per."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a malformed url: requests says so when it is used
+        port = None
+    return scheme, parts.hostname, port or DEFAULT_PORTS.get(scheme)
+
+
+def stalled_midway(exc):
+    """Whether a ConnectionError raised while reading a body is the read
+    timeout: requests wraps urllib3's ReadTimeoutError in a ConnectionError
+    there, unlike before the response, where it is a Timeout."""
+    return bool(exc.args) and isinstance(exc.args[0], ReadTimeoutError)
 
 
 def _part(boundary, headers, data):

@@ -11,6 +11,14 @@ Progress comes from ``_active_tasks`` where the server lists its indexers
 (CouchDB, Cloudant with admin rights). pouchdb-server 4.2.0 always answers
 ``[]``, and a ``stale=ok`` query of a view being built waits behind the build
 there, so the report is then the time spent so far.
+
+A build query cut off on its way (a proxy or load balancer ending a request
+that has been open too long, or answering 502/504 for it) is sent again by the
+client's retry policy, like any other request: the indexer goes on where it
+was. There is no retry loop here on top of it. What the wait adds is the
+reason a long build may be re-sent for longer than the phase's give-up time:
+while it lasts, the server is asked something every poll, and each answer
+tells the phase's budget that the server is there (see _TaskWatch).
 """
 import logging
 import re
@@ -19,46 +27,44 @@ import time
 from collections import namedtuple
 from urllib.parse import quote
 
-from corehq.couch import CouchError, CouchHTTPError, CouchUnauthorized, CouchUnreachable
+from corehq.couch import CouchError, CouchHTTPError, CouchUnauthorized
 
 log = logging.getLogger('corehq.indexing')
 
 POLL_SECONDS = 5.0
 LOG_EVERY_SECONDS = 30.0
-# How often a build query cut off by the server or a proxy is asked again.
-DEFAULT_REASKS = 10
 
 # changes_done and total_changes are None when the server shows no indexer of
 # the design doc; ``tasks`` counts those it shows (one per shard on a cluster).
-IndexProgress = namedtuple('IndexProgress', 'ddoc view elapsed changes_done total_changes tasks reasks')
+IndexProgress = namedtuple('IndexProgress', 'ddoc view elapsed changes_done total_changes tasks')
 
 
 class IndexNotReady(CouchError):
     """The wait reached its limit; the server goes on building the index."""
 
 
-def wait_for_view_index(db, ddoc, view, on_progress=None, poll_seconds=None,
-                        limit_seconds=None, reasks=DEFAULT_REASKS):
+def wait_for_view_index(db, ddoc, view, on_progress=None, poll_seconds=None, limit_seconds=None):
     """Block until the index of ``ddoc``/``view`` on ``db`` is up to date;
     returns the seconds it took.
 
     ``on_progress(IndexProgress)`` is called every ``poll_seconds`` (default
     POLL_SECONDS) while the build lasts, never when the index was already up
     to date. Past ``limit_seconds`` (None: no limit) it raises IndexNotReady.
-    The build's own failures (a missing view, an unreachable server) are
-    raised as they are; a query cut off while the server still answers is
-    asked again, up to ``reasks`` times.
+    The build's own failures (a missing view, a server that stopped
+    answering for the budget of ``db``'s retry policy) are raised as they are.
     """
     poll_seconds = POLL_SECONDS if poll_seconds is None else poll_seconds
-    build = _IndexBuild(db, ddoc, view, reasks)
+    build = _IndexBuild(db, ddoc, view)
     watch = _TaskWatch(db, ddoc, poll_seconds)
     while not build.finished.wait(_next_wait(build, poll_seconds, limit_seconds)):
         if _over_limit(build, limit_seconds):
             raise IndexNotReady(
                 f"{db.display_url}: the index of {ddoc}/{view} is still being built after "
                 f"{limit_seconds:.0f} s; the server goes on building it, try again later")
+        # Asked even when nobody listens: the answer keeps the budget fresh.
+        progress = watch.progress(view, build)
         if on_progress:
-            on_progress(watch.progress(view, build))
+            on_progress(progress)
     return build.result()
 
 
@@ -99,10 +105,7 @@ def describe(progress):
                f"{progress.tasks} indexer task{'s' if progress.tasks != 1 else ''})"
     else:
         done = "building (the server shows no indexer progress)"
-    text = f"{where}: {done}, {progress.elapsed:.0f} s so far"
-    if progress.reasks:
-        text += f"; the query was cut off and asked again {progress.reasks} times"
-    return text
+    return f"{where}: {done}, {progress.elapsed:.0f} s so far"
 
 
 def indexer_progress(tasks, db_name, ddoc):
@@ -139,10 +142,9 @@ class _IndexBuild:
     """The index-building query, run in a daemon thread so that a wait given
     up (a limit, Ctrl-C) does not keep the process alive."""
 
-    def __init__(self, db, ddoc, view, reasks):
-        self.db, self.max_reasks = db, reasks
+    def __init__(self, db, ddoc, view):
+        self.db = db
         self.path = f"_design/{quote(ddoc, safe='')}/_view/{quote(view, safe='')}"
-        self.reasks = 0
         self.error = None
         self.finished = threading.Event()
         self.started = time.monotonic()
@@ -158,23 +160,11 @@ class _IndexBuild:
 
     def _run(self):
         try:
-            self._query_until_built()
+            self._query()
         except BaseException as e:  # handed to the waiting thread, which raises it
             self.error = e
         finally:
             self.finished.set()
-
-    def _query_until_built(self):
-        while True:
-            try:
-                return self._query()
-            except CouchUnreachable:
-                # A server that still answers was only slow to finish: a
-                # proxy or the cluster cut the query off, and the indexer
-                # goes on where it was.
-                if self.reasks >= self.max_reasks or not _answers(self.db):
-                    raise
-                self.reasks += 1
 
     def _query(self):
         # No read timeout: the answer comes when the index is built. Rows
@@ -184,8 +174,16 @@ class _IndexBuild:
 
 
 class _TaskWatch:
-    """Reads the server's indexer tasks for progress; stops asking a server
-    that refuses ``_active_tasks`` (it is for admins only)."""
+    """Reads the server's indexer tasks for progress; asks a server that
+    refuses ``_active_tasks`` (it is for admins only) for the database's info
+    instead.
+
+    Either answer is a success of the phase, so the budget of ``db``'s retry
+    policy gives up on the build query only once the server has answered
+    nothing for its give-up time: a build query cut off again and again (by a
+    proxy ending requests open for minutes) is not the server failing while it
+    answers everything else, and the build must be waited for, not given up.
+    """
 
     def __init__(self, db, ddoc, poll_seconds):
         self.db, self.ddoc = db, ddoc
@@ -195,10 +193,11 @@ class _TaskWatch:
 
     def progress(self, view, build):
         done, total, count = indexer_progress(self._tasks(), self.db.name, self.ddoc)
-        return IndexProgress(self.ddoc, view, build.elapsed(), done, total, count, build.reasks)
+        return IndexProgress(self.ddoc, view, build.elapsed(), done, total, count)
 
     def _tasks(self):
         if not self.allowed:
+            self._ask_info()
             return []
         try:
             return self.db.json('GET', '_active_tasks', server_level=True, timeout=self.timeout)
@@ -210,13 +209,11 @@ class _TaskWatch:
             pass  # no news this time; the build itself is watched by its own thread
         return []
 
-
-def _answers(db):
-    try:
-        db.info()
-        return True
-    except CouchError:
-        return False
+    def _ask_info(self):
+        try:
+            self.db.json('GET', timeout=self.timeout)
+        except CouchError:
+            pass  # as above
 
 
 def _connect_timeout(db):

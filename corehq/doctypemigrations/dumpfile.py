@@ -131,8 +131,12 @@ class DumpWriter:
         self._file.seek(offset)
 
     def write(self, docs):
+        """Returns the docs' size as JSON lines, before compression."""
+        size = 0
         for content in _member_contents(docs):
             self._file.write(compress(content))
+            size += len(content)
+        return size
 
     def sync(self):
         """Make the written members durable; returns the offset to record."""

@@ -214,12 +214,13 @@ def _dump(state, migrator, source, dump_path, settings, events):
     events.stage('Dumping', total=total, unit='docs scanned')
     try:
         with dumpfile.DumpWriter(dump_path, state.dump_offset) as writer:
-            fetched = ordered(_fetches(pages, settings.page_size, source.budget),
+            sizes = FetchSizes(settings.page_size, settings.batch_bytes)
+            fetched = ordered(_fetches(pages, sizes, source.budget),
                               lambda fetch: fetch_bounded(source, fetch[0], settings.attachment_bytes),
                               settings.workers, source.budget)
             unsaved = 0
             for (_wanted, scanned, position), (docs, pending, missing_revs) in fetched:
-                writer.write(docs)
+                sizes.saw(writer.write(docs), len(docs))
                 unsaved += len(docs)
                 for group in pending:  # one group of attachment data in memory at a time
                     filled, gone = with_data(source, group)
@@ -238,16 +239,43 @@ def _dump(state, migrator, source, dump_path, settings, events):
     return missing
 
 
-def _fetches(pages, size, budget=None):
-    """Each page split into fetches of at most ``size`` docs (fewer while the
-    server rate-limits). Only a page's last fetch carries its position and
-    scanned count: progress is recorded at page ends, where the position is."""
+class FetchSizes:
+    """Docs per fetch: ``most``, or fewer when docs are large, so that a fetch
+    holds about ``max_bytes`` and the fetches in flight are bounded by bytes,
+    not by a count of docs of any size. The first fetches are small: the
+    docs' size is known only once some have been read."""
+
+    FIRST = 16
+
+    def __init__(self, most, max_bytes):
+        self.most, self.max_bytes = most, max_bytes
+        self.per_doc = None
+
+    def saw(self, nbytes, ndocs):
+        if ndocs:
+            size = nbytes / ndocs
+            self.per_doc = size if self.per_doc is None else (self.per_doc + size) / 2
+
+    def __call__(self):
+        if self.per_doc is None:
+            return min(self.most, self.FIRST)
+        return max(1, min(self.most, int(self.max_bytes / self.per_doc)))
+
+
+def _fetches(pages, sizes, budget=None):
+    """Each page split into fetches of ``sizes()`` docs, asked anew for each
+    fetch (and fewer while the server rate-limits). Only a page's last fetch
+    carries its position and scanned count: progress is recorded at page
+    ends, where the position is."""
     for wanted, scanned, position in pages:
-        size_now = max(1, scaled(size, budget))
-        parts = [wanted[i:i + size_now] for i in range(0, len(wanted), size_now)] or [[]]
-        for part in parts[:-1]:
-            yield part, 0, None
-        yield parts[-1], scanned, position
+        start = 0
+        while True:
+            end = start + max(1, scaled(sizes(), budget))
+            if end >= len(wanted):
+                yield wanted[start:], scanned, position
+                break
+            yield wanted[start:end], 0, None
+            start = end
 
 
 def _enumerate(state, migrator, source, settings):

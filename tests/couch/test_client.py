@@ -11,9 +11,11 @@ import time
 import pytest
 
 from corehq.couch import (
-    CouchDB, CouchHTTPError, CouchUnauthorized, CouchUnreachable, DatabaseMissing, RequestTooLarge,
-    RetryPolicy,
+    CouchDB, CouchHTTPError, CouchUnauthorized, CouchUnreachable, DatabaseMissing, PhaseBudget,
+    RequestTooLarge, RetryPolicy,
 )
+from corehq.couch.client import server_of
+from corehq.embedded_couch.server import free_port
 from tests.conftest import PROJECT_DIR
 
 PASSWORD = 'Sup3r-s3cret-pw'
@@ -72,7 +74,7 @@ def test_a_third_of_requests_rate_limited_and_every_call_still_succeeds(proxied,
     lines = warnings_from(caplog)
     assert len(lines) == couch_proxy.rate_limited  # one line for each wait, no more
     assert all(re.fullmatch(
-        rf"{re.escape(db.display_url)}: rate limited by the server \(429\), slowing down: "
+        rf"{re.escape(db.display_url)}: rate limited by the server, slowing down \(429\): "
         r"retrying in \d+\.\ds", line) for line in lines), lines
 
 
@@ -106,8 +108,8 @@ def test_a_429_wait_prints_one_line_to_stderr_without_the_password(couch_proxy, 
     result = subprocess.run([sys.executable, '-c', script], cwd=PROJECT_DIR, env=env,
                             capture_output=True, text=True, timeout=60)
     lines = result.stderr.splitlines()
-    assert lines == [f"{authed_url.replace(PASSWORD, '****')}: rate limited by the server (429), "
-                     f"slowing down: retrying in 0.2s"], result.stderr
+    assert lines == [f"{authed_url.replace(PASSWORD, '****')}: rate limited by the server, "
+                     f"slowing down (429): retrying in 0.2s"], result.stderr
     assert 'gave up after 1 retries' in result.stdout
     assert PASSWORD not in result.stdout + result.stderr
 
@@ -140,13 +142,32 @@ def bad_request(db, proxy, url):
     db.request('PUT', '_nope', body={})  # only reserved ids may start with _
 
 
+def forbidden(db, proxy, url):
+    db.put({'_id': '_design/guard', 'validate_doc_update':
+            "function (doc) { if (doc.locked) { throw({forbidden: 'locked'}); } }"})
+    proxy.reset()
+    db.put({'_id': 'locked', 'locked': True})
+
+
+def server_says(status):
+    def call(db, proxy, url):
+        proxy.fail_status = status
+        db.info()
+    call.__name__ = f"server_says_{status}"
+    return call
+
+
 @pytest.mark.parametrize('status, error, call', [
     (401, CouchUnauthorized, refused_credentials),
+    (403, CouchHTTPError, forbidden),
     (404, DatabaseMissing, missing_database),
     (409, CouchHTTPError, conflict),
     (412, CouchHTTPError, database_exists),
     (413, RequestTooLarge, too_large),
     (400, CouchHTTPError, bad_request),
+    # They never heal: the server does not speak the method or the protocol.
+    (501, CouchHTTPError, server_says(501)),
+    (505, CouchHTTPError, server_says(505)),
 ])
 def test_final_answers_are_not_retried(proxied, couch_proxy, status, error, call, caplog):
     proxied.put({'_id': 'twice'})
@@ -157,6 +178,28 @@ def test_final_answers_are_not_retried(proxied, couch_proxy, status, error, call
     assert couch_proxy.count() == 1
     assert getattr(raised.value, 'status', status) == status
     assert warnings_from(caplog) == []
+
+
+# -- 5xx --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('status', [500, 502, 503, 504])
+def test_5xx_answers_are_retried_and_the_call_then_succeeds(proxied, couch_proxy, status, caplog):
+    couch_proxy.fail_status, couch_proxy.fail_count = status, 2
+    assert proxied.info()['db_name'] == proxied.name
+    assert couch_proxy.failures == 2 and couch_proxy.count() == 3
+    wait = f"{proxied.display_url}: the server answered {status}: retrying in 0.0s"
+    assert warnings_from(caplog) == [wait, wait]
+
+
+def test_a_share_of_503s_is_retried_under_the_phase_budget(couch_proxy, db_prefix):
+    db = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=RetryPolicy.for_phase(PhaseBudget(10), **QUICK))
+    db.create()
+    couch_proxy.fail_status, couch_proxy.fail_probability, couch_proxy.fail_seed = 503, 0.3, 5
+    assert db.bulk_docs([{'_id': f"d{i:02}", 'n': i} for i in range(30)]) == []
+    assert [row['doc']['n'] for row in db.all_docs(include_docs=True)] == list(range(30))
+    for i in range(10):
+        assert db.get(f"d{i:02}")['n'] == i
+    assert couch_proxy.failures >= 3
 
 
 # -- cut off mid-body -----------------------------------------------------------------
@@ -174,6 +217,30 @@ def test_a_response_cut_off_midway_is_retried_with_the_policys_backoff(proxied, 
         for delay in ('0.1', '0.2', '0.4')]
 
 
+def test_a_response_that_stalls_midway_is_retried_with_the_policys_backoff(proxied, couch_proxy, caplog):
+    proxied.bulk_docs([{'_id': f"d{i}"} for i in range(20)])
+    couch_proxy.stall_after_bytes = 50
+    couch_proxy.drop_paths = '_all_docs'
+    couch_proxy.drop_count = 2
+    db = CouchDB(proxied.url, timeout=(5, 0.3), retry=RetryPolicy(backoff_factor=0.1, backoff_jitter=0))
+    assert len(db.all_docs()) == 20
+    assert couch_proxy.stalls == 2 and couch_proxy.count('GET', '_all_docs') == 3
+    assert warnings_from(caplog) == [
+        f"{db.display_url}: the response stalled past the read timeout: retrying in {delay}s"
+        for delay in ('0.1', '0.2')]
+
+
+def test_a_response_that_keeps_stalling_gives_up_with_the_phase_budget(proxied, couch_proxy):
+    couch_proxy.stall_after_bytes = 5
+    couch_proxy.drop_paths = '_all_docs'
+    db = CouchDB(proxied.url, timeout=(5, 0.2), retry=RetryPolicy.for_phase(PhaseBudget(1), **QUICK))
+    started = time.monotonic()
+    with pytest.raises(CouchUnreachable, match=r'stalled past the read timeout \(GET _all_docs\): gave up'):
+        db.all_docs()
+    assert 1 < time.monotonic() - started < 5
+    assert couch_proxy.stalls >= 3
+
+
 def test_cut_offs_and_429s_spend_one_budget(proxied, couch_proxy):
     couch_proxy.drop_after_bytes = 10
     couch_proxy.drop_paths = '_all_docs'
@@ -184,6 +251,34 @@ def test_cut_offs_and_429s_spend_one_budget(proxied, couch_proxy):
         db.all_docs()
     assert couch_proxy.count() == 6
     assert couch_proxy.drops > 0 and couch_proxy.rate_limited > 0  # both kinds took their share
+
+
+# -- first contact, per server ---------------------------------------------------
+
+def test_an_unreachable_second_server_fails_at_once_after_the_first_answered(couch_proxy, db_prefix):
+    budget = PhaseBudget(give_up_after=30)
+    source = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=budget)
+    source.create()
+    target = CouchDB(f"http://127.0.0.1:{free_port()}/{db_prefix}", retry=budget)
+    started = time.monotonic()
+    with pytest.raises(CouchUnreachable, match=r'^Cannot reach .*: connection refused$'):
+        target.info()
+    assert time.monotonic() - started < 10
+
+
+def test_a_server_that_answered_and_goes_away_is_waited_for(couch_proxy, db_prefix):
+    budget = PhaseBudget(give_up_after=30)
+    source = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=budget)
+    source.create()
+    other = CouchDB(f"{couch_proxy.url}/{db_prefix}-other", retry=budget)  # another db, the same server
+    assert server_of('http://admin:pw@Host/db') == server_of('HTTP://host:80/other') == ('http', 'host', 80)
+    couch_proxy.pause()
+    comeback = threading.Timer(1.5, couch_proxy.resume)
+    comeback.start()
+    try:
+        assert other.exists() is False
+    finally:
+        comeback.join()
 
 
 # -- waiting on the changes feed ---------------------------------------------------

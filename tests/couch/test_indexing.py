@@ -5,7 +5,7 @@ import pytest
 
 from corehq.couch import indexing
 from corehq.doctypemigrations import stats
-from corehq.couch import CouchDB, CouchNotFound, CouchUnreachable
+from corehq.couch import CouchDB, CouchNotFound, CouchUnreachable, PhaseBudget, RetryPolicy
 from corehq.couch.indexing import (
     IndexNotReady, describe, indexer_progress, throttled, wait_for_view_index,
 )
@@ -15,6 +15,7 @@ DDOC = {'language': 'javascript', 'views': {'v': {'map': "function (doc) { emit(
 # Building an index over these takes seconds on pouchdb-server: far longer
 # than the read timeout and the polls below.
 DOCS = 3000
+VIEW_PATH = r'/_design/slow/_view/v'
 
 
 def add_docs(db, doc_type='Thing', count=DOCS):
@@ -72,15 +73,29 @@ def test_a_limit_gives_up_while_the_server_goes_on_building(slow_db):
     assert slow_db.view('slow', 'v', stale='ok', limit=0)['total_rows'] == DOCS
 
 
-def test_a_build_query_cut_off_while_the_server_answers_is_asked_again(slow_db, couch_proxy, db_prefix):
-    proxied = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=0)
-    couch_proxy.drop_after_bytes, couch_proxy.drop_paths = 5, r'/_design/slow/_view/v'
+def test_a_build_query_cut_off_is_sent_again_by_the_client_policy_alone(slow_db, couch_proxy, db_prefix):
+    url = f"{couch_proxy.url}/{db_prefix}"
+    couch_proxy.drop_after_bytes, couch_proxy.drop_paths = 5, VIEW_PATH
     couch_proxy.drop_count = 2
-    wait_for_view_index(proxied, 'slow', 'v', reasks=2)
-    assert (couch_proxy.drops, couch_proxy.count('GET', r'/_design/slow/_view/v')) == (2, 3)
+    wait_for_view_index(CouchDB(url, retry=RetryPolicy(total=2, backoff_factor=0.01)), 'slow', 'v')
+    assert (couch_proxy.drops, couch_proxy.count('GET', VIEW_PATH)) == (2, 3)
     couch_proxy.drop_count = 2
     with pytest.raises(CouchUnreachable, match='cut off'):
-        wait_for_view_index(proxied, 'slow', 'v', reasks=1)
+        wait_for_view_index(CouchDB(url, retry=RetryPolicy(total=1, backoff_factor=0.01)), 'slow', 'v')
+    assert couch_proxy.count('GET', VIEW_PATH) == 5  # no retries of its own on top of the policy's
+
+
+def test_a_build_query_cut_off_for_longer_than_the_budget_waits_while_the_server_answers(
+        slow_db, couch_proxy, db_prefix):
+    budget = PhaseBudget(give_up_after=0.3)
+    db = CouchDB(f"{couch_proxy.url}/{db_prefix}",
+                 retry=RetryPolicy.for_phase(budget, backoff_factor=0.1, backoff_jitter=0))
+    couch_proxy.fail_status, couch_proxy.fail_paths = 401, '_active_tasks'  # as CouchDB to a non-admin
+    couch_proxy.drop_after_bytes, couch_proxy.drop_paths = 5, VIEW_PATH
+    couch_proxy.drop_count = 4  # re-sent after 0.1, 0.2, 0.4 and 0.8 s: 1.5 s of failing queries
+    wait_for_view_index(db, 'slow', 'v', poll_seconds=0.05)
+    assert couch_proxy.drops == 4 and couch_proxy.failures == 1
+    assert couch_proxy.count('GET', rf'^/{db_prefix}$') > 4  # what kept the budget fresh
 
 
 def test_a_missing_view_is_not_found(source_db):
@@ -105,17 +120,17 @@ def test_progress_of_a_clusters_indexers_is_summed_over_this_databases_shards():
     assert indexer_progress(tasks, 'cchq', 'all_docs') == (800, 2000, 2)
     assert indexer_progress([dict(tasks[0], database='cchq')], 'cchq', 'all_docs') == (300, 1000, 1)
     assert indexer_progress(tasks, 'other', 'all_docs') == (None, None, 0)
-    progress = indexing.IndexProgress('all_docs', 'by_doc_type', 42.4, 800, 2000, 2, 1)
+    progress = indexing.IndexProgress('all_docs', 'by_doc_type', 42.4, 800, 2000, 2)
     assert describe(progress) == ('all_docs/by_doc_type: 40% (800 of 2000 changes, 2 indexer tasks), '
-                                  '42 s so far; the query was cut off and asked again 1 times')
+                                  '42 s so far')
 
 
 def test_reports_are_throttled_per_wait():
     said = []
     say = throttled(lambda progress, *context: said.append((progress.elapsed, context)), 10)
     for elapsed in (1, 5, 11, 15, 22):
-        say(indexing.IndexProgress('d', 'v', elapsed, None, None, 0, 0), 'x')
-    say(indexing.IndexProgress('d', 'v', 2, None, None, 0, 0), 'y')  # a new wait for the same view
+        say(indexing.IndexProgress('d', 'v', elapsed, None, None, 0), 'x')
+    say(indexing.IndexProgress('d', 'v', 2, None, None, 0), 'y')  # a new wait for the same view
     assert said == [(1, ('x',)), (11, ('x',)), (22, ('x',)), (2, ('y',))]
 
 

@@ -251,3 +251,21 @@ def test_after_a_429_requests_carry_fewer_docs_and_the_copy_is_still_faithful(pr
     assert trees(target, ids) == trees(source, ids)
     assert served_with_429s('_bulk_docs', lambda: cleanup.clean_up(users_migration, source, target, 40)) > 10
     assert all(tree['deleted'] for tree in trees(source, ids).values())
+
+
+def test_the_dumps_fetches_are_bounded_by_bytes_not_by_a_count_of_docs(proxied_dbs, tmp_path):
+    from corehq.doctypemigrations import initial
+    from corehq.doctypemigrations.migrator_instances import users_migration
+    from tests.doctypemigrations.helpers import trees
+    proxy, source, target = proxied_dbs
+    ids = [f"big{i:03}" for i in range(300)]
+    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser', 'notes': os.urandom(5_000).hex()}
+                      for doc_id in ids])  # 10 kB each
+    settings = initial.InitialSettings(page_size=40, batch_bytes=40_000, batch_docs=40, workers=4)
+    initial.run_initial(users_migration, source, target, str(tmp_path / 'dump.log'), settings=settings,
+                        check_disk=False)
+    # 40 docs a fetch would be 400 kB. The first fetches (those in flight or
+    # read ahead before one is measured) are 16 docs, 160 kB; then 4, 40 kB.
+    assert proxy.largest_response['_bulk_get'] < 250_000
+    assert proxy.count('POST', '_bulk_get') > 30
+    assert trees(target, ids) == trees(source, ids)
