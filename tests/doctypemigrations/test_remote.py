@@ -269,3 +269,20 @@ def test_the_dumps_fetches_are_bounded_by_bytes_not_by_a_count_of_docs(proxied_d
     assert proxy.largest_response['_bulk_get'] < 250_000
     assert proxy.count('POST', '_bulk_get') > 30
     assert trees(target, ids) == trees(source, ids)
+
+
+@pytest.mark.parametrize('command', ['sync_couch_views', 'delete_doc_conflicts'])
+def test_the_other_commands_retry_under_a_phase_budget_too(proxied_dbs, command):
+    from io import StringIO
+    from django.core.management import call_command
+    proxy, source, target = proxied_dbs
+    seed(source)
+    run(SLUG, '--initial')  # delete_doc_conflicts runs after it
+    proxy.rate_limit_probability, proxy.rate_limit_seed = 0.3, 5
+    call_command(command, stdout=StringIO())
+    assert proxy.rate_limited > 0
+    proxy.rate_limit_probability = 1.0
+    started = time.monotonic()
+    with pytest.raises(CommandError, match='rate limited by the server: gave up after'):
+        call_command(command, '--give-up-after', '2', stdout=StringIO())
+    assert time.monotonic() - started < 40

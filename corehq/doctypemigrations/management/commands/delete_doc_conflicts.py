@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.conflicts import delete_doc_conflicts
 from corehq.couch import CouchDB
+from corehq.couch.commandline import add_give_up_after, phase_budget
 from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.management.commands._text import describe_errors
 from corehq.doctypemigrations.management.commands.run_doctype_migration import operator_errors
@@ -17,15 +18,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument('slugs', nargs='*', help="Migrators to clean (default: all).")
         parser.add_argument('--page-size', type=int, default=1000, help="Docs per read and per write.")
+        add_give_up_after(parser)
 
-    def handle(self, slugs, verbosity=1, page_size=1000, **options):
+    def handle(self, slugs, verbosity=1, page_size=1000, give_up_after=None, **options):
         for slug in slugs or get_migrator_slugs():
             migrator = get_migrator_by_slug(slug)
             if migrator is None:
                 raise CommandError(f"Unknown migrator {slug!r}; known: {', '.join(get_migrator_slugs())}")
             helper = settings.COUCH_SETTINGS_HELPER
-            source = CouchDB(helper.db_url(migrator.source_db_name))
-            target = CouchDB(helper.db_url(migrator.target_db_name))
+            budget = phase_budget(give_up_after)
+            source = CouchDB(helper.db_url(migrator.source_db_name), retry=budget)
+            target = CouchDB(helper.db_url(migrator.target_db_name), retry=budget)
             with operator_errors():
                 states.check('delete_doc_conflicts', states.open_state(migrator, source, target), slug)
                 result = delete_doc_conflicts(source, migrator.all_doc_types, page_size,

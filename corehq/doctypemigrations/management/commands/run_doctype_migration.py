@@ -11,7 +11,8 @@ from django.db import DatabaseError
 from corehq.doctypemigrations import (
     cleanup, follower, inflight, initial, state as states, stats, status, verify,
 )
-from corehq.couch import CouchDB, CouchError, PhaseBudget
+from corehq.couch import CouchDB, CouchError
+from corehq.couch.commandline import add_give_up_after, phase_budget
 from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
 from corehq.doctypemigrations.dumpfile import describe_position
 from corehq.doctypemigrations.errors import MigrationError
@@ -24,7 +25,6 @@ from corehq.doctypemigrations.management.commands._text import (
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
 from corehq.doctypemigrations.selection import DocTypeSelection
 
-DEFAULT_GIVE_UP_AFTER = 600  # seconds of failing in a row before a phase stops
 PHASES = ('stats', 'initial', 'continuous', 'verify', 'cleanup', 'erase_continuous_progress')
 
 
@@ -116,10 +116,7 @@ class Command(BaseCommand):
                             help="Requests kept in flight by --initial, --verify and --cleanup, "
                                  "and by --continuous for attachment data (default %(default)s; "
                                  "fewer while the server rate-limits).")
-        parser.add_argument('--give-up-after', type=float, metavar='SECONDS',
-                            help="How long a phase keeps retrying a server that fails or rate-limits "
-                                 "without one success in between (default 600; --continuous: never; "
-                                 "0: never, for any phase).")
+        add_give_up_after(parser, "default 600; --continuous: never")
         parser.add_argument('--page-size', type=int,
                             help="Docs per read and per write in every phase that pages (lower it "
                                  "for rate-limited clusters); each phase has its own default.")
@@ -143,12 +140,8 @@ class Command(BaseCommand):
 
     @staticmethod
     def _budget(phase, options):
-        """One budget for the phase's requests to both databases; a give-up
-        time of 0 means never, as for --continuous (a timeout of 0 turns it off)."""
-        give_up_after = options['give_up_after']
-        if give_up_after is None:
-            give_up_after = None if phase == 'continuous' else DEFAULT_GIVE_UP_AFTER
-        return PhaseBudget(give_up_after=give_up_after or None)
+        """One budget for the phase's requests to both databases."""
+        return phase_budget(options['give_up_after'], never_by_default=phase == 'continuous')
 
     def _databases(self, migrator, budget):
         helper = settings.COUCH_SETTINGS_HELPER

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from corehq.couch import CouchDB, CouchError
+from corehq.couch.commandline import add_give_up_after, phase_budget
 from corehq.couch.indexing import LOG_EVERY_SECONDS, describe, throttled
 from corehq.preindex.registry import ExtraPreindexPlugin, design_doc_placements
 from corehq.preindex.sync import UNCHANGED, group_by_db, sync_database
@@ -18,13 +19,15 @@ class Command(BaseCommand):
         parser.add_argument('--no-build', action='store_true',
                             help="Push design docs without querying their views (a changed one "
                                  "is then replaced in place).")
+        add_give_up_after(parser)
 
-    def handle(self, no_build=False, verbosity=1, **options):
+    def handle(self, no_build=False, verbosity=1, give_up_after=None, **options):
         helper = settings.COUCH_SETTINGS_HELPER
+        budget = phase_budget(give_up_after)  # one for every database the command writes to
         placements = design_doc_placements(
             helper, apps.get_app_configs(), ExtraPreindexPlugin.registrations())
         for db_name, db_placements in sorted(group_by_db(placements).items(), key=lambda i: str(i[0])):
-            db = CouchDB(helper.db_url(db_name))
+            db = CouchDB(helper.db_url(db_name), retry=budget)
             if verbosity:
                 self.stdout.write(f"{db.display_url}: {len(db_placements)} design docs")
             try:
