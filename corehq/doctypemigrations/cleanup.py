@@ -91,7 +91,7 @@ def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missi
         return _sum(_clean_page(source, target, dict(part), dry_run, copy_missing and attachment_bytes)
                     for part in parts(listed[0], source.budget))
 
-    pages = migrating_leaves(source, migrator.all_doc_types, page_size)
+    pages = migrating_leaves(source, migrator.all_doc_types, page_size, events)
     events.stage('Cleaning up', unit='docs scanned')
     try:
         for (_leaves, scanned), page in ordered(pages, clean, workers, source.budget):

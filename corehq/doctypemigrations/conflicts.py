@@ -15,7 +15,7 @@ def delete_doc_conflicts(source, doc_types, page_size=1000, events=None):
     docs_fixed, leaves, errors = 0, 0, []
     events.stage(STAGE, unit='docs scanned')
     try:
-        for page, scanned in migrating_leaves(source, doc_types, page_size):
+        for page, scanned in migrating_leaves(source, doc_types, page_size, events):
             losers = [(doc_id, rev) for doc_id, revs in page for rev in revs[1:]]
             errors.extend(delete_revs(source, losers))
             docs_fixed += sum(len(revs) > 1 for _doc_id, revs in page)

@@ -209,7 +209,7 @@ def _size(n):
 # -- dump and load ------------------------------------------------------------------
 
 def _dump(state, migrator, source, dump_path, settings, events):
-    pages, total = _enumerate(state, migrator, source, settings)
+    pages, total = _enumerate(state, migrator, source, settings, events)
     missing = 0
     events.stage('Dumping', total=total, unit='docs scanned')
     try:
@@ -278,7 +278,7 @@ def _fetches(pages, sizes, budget=None):
             start = end
 
 
-def _enumerate(state, migrator, source, settings):
+def _enumerate(state, migrator, source, settings, events):
     """The pages to dump as (changes to copy, docs scanned, position), resuming
     from the recorded position, and how many docs they hold (a callable: only a
     progress bar needs it, and on pouchdb-server a count reads the view's rows).
@@ -288,7 +288,7 @@ def _enumerate(state, migrator, source, settings):
     by_view = 'view' in position if position else has_doc_type_view(source)
     if by_view:
         pages = scan_doc_type_view(source, migrator.all_doc_types, settings.page_size * VIEW_PAGES,
-                                   position.get('view'))
+                                   position.get('view'), events=events)
         return ((changes, len(changes), {'view': at}) for changes, at in pages), \
             lambda: doc_types_total(source, migrator.all_doc_types)
     selection = DocTypeSelection(migrator.all_doc_types)

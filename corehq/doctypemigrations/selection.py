@@ -1,7 +1,7 @@
 """Which documents a migration moves, and reading them with their full history."""
 from collections import namedtuple
 
-from corehq.couch.indexing import catch_up
+from corehq.doctypemigrations.events import catch_up
 from corehq.doctypemigrations.inflight import scaled
 
 # One document as the _changes feed shows it: its id, every leaf rev (deleted
@@ -72,7 +72,7 @@ def has_doc_type_view(db):
     return ddoc is not None and BY_DOC_TYPE[1] in ddoc.get('views', {})
 
 
-def scan_doc_type_view(db, doc_types, page_size, position=None, stale=False):
+def scan_doc_type_view(db, doc_types, page_size, position=None, stale=False, events=None):
     """Page through the docs of ``doc_types`` with the couchapps by_doc_type view.
 
     Far less to read than the whole feed when the doc types are a part of the
@@ -86,7 +86,7 @@ def scan_doc_type_view(db, doc_types, page_size, position=None, stale=False):
     (``indexing.catch_up`` brings it up to date).
     """
     if not stale:
-        catch_up(db, *BY_DOC_TYPE)  # the first page would wait for it with a read timeout
+        catch_up(db, *BY_DOC_TYPE, events)  # the first page would wait for it with a read timeout
     for doc_type in sorted(doc_types):
         if position is not None and doc_type < position[0]:
             continue
@@ -142,7 +142,7 @@ def _view_page(db, doc_type, after, page_size, stale=False, include_docs=False):
     return rows[:page_size]
 
 
-def migrating_leaves(db, doc_types, page_size):
+def migrating_leaves(db, doc_types, page_size, events=None):
     """Pages of (doc id, live leaf revs with the winner first) of the docs of
     ``doc_types``, and how many docs each page scanned.
 
@@ -154,7 +154,7 @@ def migrating_leaves(db, doc_types, page_size):
     Without the view, the whole feed is read.
     """
     if has_doc_type_view(db):
-        catch_up(db, *BY_DOC_TYPE)
+        catch_up(db, *BY_DOC_TYPE, events)
         for changes, _position in scan_doc_type_view(db, doc_types, page_size, stale=True):
             yield [(c.id, c.leaf_revs) for c in changes], len(changes)
         return

@@ -3,8 +3,7 @@ from contextlib import contextmanager
 
 from corehq.couch import CouchNotFound, DatabaseMissing
 from corehq.doctypemigrations.errors import StatsViewMissing
-from corehq.doctypemigrations.events import Events
-from corehq.couch.indexing import catch_up
+from corehq.doctypemigrations.events import Events, catch_up
 from corehq.doctypemigrations.selection import BY_DOC_TYPE
 
 
@@ -18,7 +17,7 @@ def doc_type_counts(db, doc_types=None, events=None):
     that is still about a minute per million rows, so each doc type counted
     is reported to ``events``."""
     with _view_needed(db):
-        catch_up(db, *BY_DOC_TYPE)  # a reduce query would wait for it with a read timeout
+        catch_up(db, *BY_DOC_TYPE, events)  # a reduce query would wait for it with a read timeout
         if doc_types is None:
             return {row['key'][0]: row['value'] for row in db.view(*BY_DOC_TYPE, group_level=1)['rows']}
         return _counted_one_by_one(db, doc_types, events or Events())
