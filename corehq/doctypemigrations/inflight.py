@@ -119,3 +119,27 @@ def _offer(slots, entry, stop):
         except queue.Full:
             continue
     return False
+
+
+class SizesByBytes:
+    """Docs per request (a fetch, a feed page): ``most``, or fewer when docs
+    are large, so that a request holds about ``max_bytes`` and the requests
+    in flight are bounded by bytes, not by a count of docs of any size. The
+    first requests are small: the docs' size is known only once some have
+    been read (``saw``)."""
+
+    FIRST = 16
+
+    def __init__(self, most, max_bytes):
+        self.most, self.max_bytes = most, max_bytes
+        self.per_doc = None
+
+    def saw(self, nbytes, ndocs):
+        if ndocs:
+            size = nbytes / ndocs
+            self.per_doc = size if self.per_doc is None else (self.per_doc + size) / 2
+
+    def __call__(self):
+        if self.per_doc is None:
+            return min(self.most, self.FIRST)
+        return max(1, min(self.most, int(self.max_bytes / self.per_doc)))

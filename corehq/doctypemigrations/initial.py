@@ -19,7 +19,7 @@ from collections import namedtuple
 from corehq.doctypemigrations import dumpfile, state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET, fetch_bounded, with_data
 from corehq.doctypemigrations.errors import DumpFileError, LoadFailed, NotEnoughDiskSpace
-from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, ordered, scaled
+from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, SizesByBytes, ordered, scaled
 from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.events import Events
@@ -175,7 +175,7 @@ def _doc_type_size(source, doc_type, sample_docs):
 def _feed_share_size(migrator, source, sample_changes):
     """Without the view the migrating docs are not counted: the first changes
     of the feed stand for the whole feed, migrating docs or not."""
-    sample, _seq = next(scan_changes(source, sample_changes))
+    sample, _seq = next(scan_changes(source, sample_changes, max_bytes=None))  # one page, as asked
     selection = DocTypeSelection(migrator.all_doc_types)
     wanted = [change for change in sample if selection.wants(change)]
     return feed_length(source.info()) * _dumped_size(source, wanted) / max(len(sample), 1)
@@ -214,7 +214,7 @@ def _dump(state, migrator, source, dump_path, settings, events):
     events.stage('Dumping', total=total, unit='docs scanned')
     try:
         with dumpfile.DumpWriter(dump_path, state.dump_offset) as writer:
-            sizes = FetchSizes(settings.page_size, settings.batch_bytes)
+            sizes = SizesByBytes(settings.page_size, settings.batch_bytes)
             fetched = ordered(_fetches(pages, sizes, source.budget),
                               lambda fetch: fetch_bounded(source, fetch[0], settings.attachment_bytes),
                               settings.workers, source.budget)
@@ -237,29 +237,6 @@ def _dump(state, migrator, source, dump_path, settings, events):
     finally:
         events.stage_done('Dumping')
     return missing
-
-
-class FetchSizes:
-    """Docs per fetch: ``most``, or fewer when docs are large, so that a fetch
-    holds about ``max_bytes`` and the fetches in flight are bounded by bytes,
-    not by a count of docs of any size. The first fetches are small: the
-    docs' size is known only once some have been read."""
-
-    FIRST = 16
-
-    def __init__(self, most, max_bytes):
-        self.most, self.max_bytes = most, max_bytes
-        self.per_doc = None
-
-    def saw(self, nbytes, ndocs):
-        if ndocs:
-            size = nbytes / ndocs
-            self.per_doc = size if self.per_doc is None else (self.per_doc + size) / 2
-
-    def __call__(self):
-        if self.per_doc is None:
-            return min(self.most, self.FIRST)
-        return max(1, min(self.most, int(self.max_bytes / self.per_doc)))
 
 
 def _fetches(pages, sizes, budget=None):

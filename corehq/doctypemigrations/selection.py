@@ -1,13 +1,17 @@
 """Which documents a migration moves, and reading them with their full history."""
 from collections import namedtuple
 
+import orjson
+
 from corehq.doctypemigrations.events import catch_up
-from corehq.doctypemigrations.inflight import scaled
+from corehq.doctypemigrations.inflight import SizesByBytes, scaled
 
 # One document as the _changes feed shows it: its id, every leaf rev (deleted
 # leaves too), the winning revision's body (None without include_docs) and
 # whether the winner is a tombstone.
 Change = namedtuple('Change', 'id leaf_revs doc deleted seq')
+
+PAGE_BYTES = 4 * 1024 * 1024  # of docs in a feed page read with them
 
 
 def is_replicated_id(doc_id):
@@ -39,20 +43,25 @@ def parse_change(row):
     )
 
 
-def scan_changes(db, page_size, since=None, conflicts=False):
+def scan_changes(db, page_size, since=None, conflicts=False, max_bytes=PAGE_BYTES):
     """Page through the whole ``_changes`` feed with docs.
 
     Yields (changes, last_seq) per page; resuming from a yielded last_seq
     continues exactly after that page. Ends at the first short page: what is
-    written later is the continuous phase's job. Pages are smaller while the
-    server rate-limits (they carry the docs).
+    written later is the continuous phase's job. Pages carry the docs: they
+    are smaller while the server rate-limits, and hold about ``max_bytes``
+    of docs at most (see SizesByBytes; None: ``page_size`` rows whatever
+    their size).
     """
+    sizes = SizesByBytes(page_size, max_bytes) if max_bytes else lambda: page_size
     while True:
         params = {'conflicts': 'true'} if conflicts else {}
-        limit = max(1, scaled(page_size, db.budget))
+        limit = max(1, scaled(sizes(), db.budget))
         page = db.changes(since=since, limit=limit, include_docs=True, **params)
         results = page['results']
         since = page['last_seq']
+        if max_bytes:
+            sizes.saw(len(orjson.dumps([row.get('doc') for row in results])), len(results))
         yield [parse_change(row) for row in results], since
         if len(results) < limit or page.get('pending') == 0:
             return

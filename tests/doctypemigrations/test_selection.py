@@ -48,3 +48,18 @@ def test_a_stale_read_sees_only_what_the_last_refresh_indexed(migration_dbs):
     assert set(leaves_by_id(source, ['Group'], stale=True)) == {'early'}
     catch_up(source, *BY_DOC_TYPE)
     assert set(leaves_by_id(source, ['Group'], stale=True)) == {'early', 'late'}
+
+
+def test_feed_pages_read_with_docs_are_bounded_by_bytes_not_by_a_count_of_rows(proxied_dbs):
+    import os
+    from corehq.doctypemigrations.selection import scan_changes
+    proxy, source, _target = proxied_dbs
+    ids = [f"big{i:03}" for i in range(120)]
+    source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser', 'notes': os.urandom(5_000).hex()}
+                      for doc_id in ids])  # 10 kB each
+    proxy.reset()
+    seen = [change.id for page, _seq in scan_changes(source, 40, max_bytes=40_000) for change in page]
+    assert set(ids) <= set(seen)
+    # 40 rows a page would be 400 kB: the first page is 16 rows, then about 4
+    assert proxy.largest_response['_changes'] < 250_000
+    assert proxy.count('GET', '_changes') > 20
