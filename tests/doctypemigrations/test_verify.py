@@ -68,3 +68,16 @@ def test_verify_reports_its_progress_through_the_phase_events(migration_dbs):
         feed = len(db.changes()['results'])
         # a feed that replays rows (a cluster after a shard moved) is read a little longer
         assert ended and total == feed and feed <= done <= feed * 1.5
+
+
+def test_rows_a_cluster_feed_delivers_again_are_counted_once(proxied_dbs):
+    from corehq.doctypemigrations import verify
+    from corehq.doctypemigrations.migrator_instances import users_migration
+    proxy, source, target = proxied_dbs
+    migrating, _ = seed(source)
+    run('user_db_migration', '--initial')
+    proxy.replay_changes, proxy.replay_probability, proxy.replay_rows = True, 1.0, 2
+    proxy.reset()
+    result = verify.verify(users_migration, source, target, page_size=5)
+    assert proxy.replayed_rows > 0
+    assert dict(result.counts) == {verify.EQUAL: len(migrating)}
