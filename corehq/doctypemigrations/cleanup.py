@@ -84,7 +84,7 @@ def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missi
     what the target lacks first, with at most ``attachment_bytes`` of
     attachment data in memory at a time."""
     events = events or Events()
-    totals = CleanupResult(0, [], [], 0, [])
+    totals = _sum([])
 
     def clean(listed):
         # in smaller parts while the server rate-limits

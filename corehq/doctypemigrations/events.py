@@ -4,6 +4,7 @@ The core calls these methods; the command layer overrides them to draw
 progress bars and print lines. The base does nothing, so a caller that wants
 no report passes ``Events()``.
 """
+from corehq.couch import indexing
 from corehq.couch.indexing import logged_progress, wait_for_view_index
 
 
@@ -36,7 +37,7 @@ def catch_up(db, ddoc, view, events=None):
     without a terminal shows no bars, and a phase blocked on a build must not
     look hung."""
     if events is None:
-        return wait_for_view_index(db, ddoc, view, on_progress=logged_progress(db))
+        return indexing.catch_up(db, ddoc, view)
     stage = _IndexStage(events, f"Indexing {ddoc}/{view} in {db.name}", logged_progress(db))
     try:
         return wait_for_view_index(db, ddoc, view, on_progress=stage.progress)

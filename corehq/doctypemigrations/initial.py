@@ -19,7 +19,7 @@ from collections import namedtuple
 from corehq.doctypemigrations import dumpfile, state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET, fetch_bounded, with_data
 from corehq.doctypemigrations.errors import DumpFileError, LoadFailed, NotEnoughDiskSpace
-from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, SizesByBytes, ordered, scaled
+from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, SizesByBytes, ordered, parts, scaled
 from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.events import Events
@@ -296,10 +296,10 @@ def _smaller_while_limited(batches, budget):
     """The load's batches, split while the server rate-limits. A part ends
     where the next part's first line is, so its load position is exact."""
     for lines, end in batches:
-        size = max(1, scaled(len(lines), budget))
-        for i in range(0, len(lines), size):
-            after = lines[i + size][1] if i + size < len(lines) else end
-            yield lines[i:i + size], after
+        split = parts(lines, budget)
+        for part, following in zip(split, split[1:]):
+            yield part, following[0][1]
+        yield split[-1], end
 
 
 def _retry_refusals(state, target, dump_path):

@@ -17,7 +17,7 @@ from django.utils import timezone
 from corehq.doctypemigrations import state as states
 from corehq.couch import CouchDB, CouchError
 from corehq.doctypemigrations.models import DUMPING, FOLLOWING, LOADING
-from corehq.doctypemigrations.selection import BY_DOC_TYPE
+from corehq.doctypemigrations.selection import BY_DOC_TYPE, feed_length
 
 # Beyond this many, pouchdb-server's feed (which gives no ``pending``) and the
 # rows of the by_doc_type view left to dump (which it counts only by reading
@@ -306,16 +306,11 @@ def _dump_eta(row, left, info, now):
     (the feed's length, from ``info``, less those left)."""
     if left['count'] == 0:
         return 0.0
-    done = row.docs_dumped if left['of'] == VIEW_ROWS else _feed_length(info) - left['count']
+    done = row.docs_dumped if left['of'] == VIEW_ROWS else feed_length(info) - left['count']
     elapsed = (now - row.created).total_seconds()
     if elapsed <= 0 or done <= 0:
         return None
     return _seconds(left['count'] / (done / elapsed))
-
-
-def _feed_length(info):
-    """One row per doc, deleted or not, as the dump's scan of the feed reads it."""
-    return info['doc_count'] + info.get('doc_del_count', 0)
 
 
 def _load_eta(row, now):
