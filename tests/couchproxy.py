@@ -162,12 +162,35 @@ def _is_int(value):
 
 # -- the proxy -------------------------------------------------------------
 
+class _Seed:
+    """A fault's seed: setting it reseeds the random choices of that fault
+    (held in the proxy's attribute ``rng``), so the same seed gives the
+    same choices."""
+
+    def __init__(self, rng, doc):
+        self.rng, self.__doc__ = rng, doc
+
+    def __set_name__(self, owner, name):
+        self.attribute = f"_{name}"
+
+    def __get__(self, proxy, owner=None):
+        return self if proxy is None else getattr(proxy, self.attribute)
+
+    def __set__(self, proxy, seed):
+        setattr(proxy, self.attribute, seed)
+        getattr(proxy, self.rng).seed(seed)
+
+
 class CouchProxy:
     """Forwards loopback HTTP to ``upstream_url``, injecting the faults that are switched on.
 
     Fault switches are plain attributes, safe to change while requests flow;
     they can also be given as keyword arguments. See the module docstring.
     """
+
+    replay_seed = _Seed('_rng', "Which pages replay rows.")
+    rate_limit_seed = _Seed('_rate_rng', "Which requests get a 429.")
+    fail_seed = _Seed('_fail_rng', "Which requests fail_status answers.")
 
     def __init__(self, upstream_url, **faults):
         parts = urlsplit(upstream_url)
@@ -202,36 +225,6 @@ class CouchProxy:
         """Back to a transparent proxy (FAULT_DEFAULTS)."""
         for name, value in FAULT_DEFAULTS.items():
             setattr(self, name, value)
-
-    @property
-    def replay_seed(self):
-        return self._seed
-
-    @replay_seed.setter
-    def replay_seed(self, seed):
-        """Which pages replay rows: the same seed gives the same choices."""
-        self._seed = seed
-        self._rng.seed(seed)
-
-    @property
-    def rate_limit_seed(self):
-        return self._rate_seed
-
-    @rate_limit_seed.setter
-    def rate_limit_seed(self, seed):
-        """Which requests get a 429: the same seed gives the same choices."""
-        self._rate_seed = seed
-        self._rate_rng.seed(seed)
-
-    @property
-    def fail_seed(self):
-        return self._fail_seed
-
-    @fail_seed.setter
-    def fail_seed(self, seed):
-        """Which requests fail_status answers: the same seed gives the same choices."""
-        self._fail_seed = seed
-        self._fail_rng.seed(seed)
 
     def reset(self):
         """Zero the counters (the fault switches stay as they are)."""
