@@ -24,13 +24,22 @@ class DocTypeSelection:
         self.doc_types = frozenset(doc_types)
 
     def wants(self, change):
-        """Whether the winning revision is of a migrating doc type.
+        """Whether the doc is live and its winning revision of a migrating doc type.
 
-        A tombstone normally has no doc_type, so deletions are decided by id
-        elsewhere (is the doc in the target?), not here.
+        A tombstone is never wanted, even one that kept its body and doc_type
+        (couchdbkit's ``doc._deleted = True; doc.save()``): deletions are
+        decided by id elsewhere (is the doc in the target?), so a doc deleted
+        before the migration is not copied, whatever its tombstone holds.
+        A doc_type that is not a string (a list, an object) is simply not one
+        of the migrator's.
         """
-        return (is_replicated_id(change.id) and change.doc is not None
-                and change.doc.get('doc_type') in self.doc_types)
+        if change.deleted or change.doc is None or not is_replicated_id(change.id):
+            return False
+        return is_migrating_type(change.doc.get('doc_type'), self.doc_types)
+
+
+def is_migrating_type(doc_type, doc_types):
+    return isinstance(doc_type, str) and doc_type in doc_types
 
 
 def parse_change(row):
