@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 
-from corehq.doctypemigrations import status
+from corehq.doctypemigrations import state as states, status
 # The page is a view of the status like --status, so it takes the same words:
 # one text module of the command layer renders the core's data for both.
 from corehq.doctypemigrations.management.commands._status_text import attention_messages, summary_rows
@@ -69,8 +69,9 @@ def why_not_deletable(obj):
     if obj.phase in (CLEANING, CLEANED):
         return ("its cleanup has started: forgetting the phase would let --continuous run again "
                 "and copy the cleanup's deletions into the target")
-    if status.heartbeat(obj)['fresh']:
-        return "a --continuous is running (its heartbeat is fresh): stop it first"
+    running = states.running_action(obj)
+    if running:
+        return f"a --{running} is running (its heartbeat is fresh): stop it first"
     return None
 
 
@@ -83,4 +84,5 @@ def status_context(obj):
                                             f"recorded fields are shown.")
     report = status.current_status(migrator, obj, settings.COUCH_SETTINGS_HELPER)
     return dict(context, status=report, status_rows=summary_rows(report),
-                status_attention=attention_messages(report))
+                status_attention=attention_messages(report),
+                status_unreadable=[problem['database'] for problem in report['couch']['problems']])

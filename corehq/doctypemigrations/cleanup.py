@@ -10,7 +10,9 @@ what the target has). A doc counts as deleted only once the source shows no
 live leaf of it. Rerunning resumes: deleted docs are no longer listed.
 
 The phase moves to "cleaning" before the first deletion, which from then on
-refuses --continuous: it would mirror these deletions into the target.
+refuses --continuous: it would mirror these deletions into the target. The
+cleanup holds the migration's one claim while it runs, so no --continuous
+starts beside it, and none may be running when it starts.
 """
 import time
 import uuid
@@ -20,6 +22,7 @@ from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
 from corehq.doctypemigrations.errors import CleanupRefused
 from corehq.doctypemigrations.events import Events
+from corehq.doctypemigrations.heartbeat import running
 from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.loader import DocError, delete_revs, live_leaf_revs, write_docs
 from corehq.doctypemigrations.models import CLEANED, CLEANING, FOLLOWING
@@ -33,25 +36,38 @@ def is_complete(result):
     return not (result.differing or result.changed or result.errors)
 
 
-def begin(migrator, state, source, target, canary_wait):
-    """Check that no --continuous is copying, then record the cleaning phase
-    before anything is deleted: a follower that starts or commits after this
-    reads the phase and stops without writing."""
+CleanupSettings = namedtuple('CleanupSettings', 'page_size dry_run copy_missing workers canary_wait '
+                                                'attachment_bytes',
+                             defaults=(1000, False, False, 1, 10.0, ATTACHMENT_BUDGET))
+
+
+def run_cleanup(migrator, source, target, settings=CleanupSettings(), events=None, confirm=lambda: None):
+    """The --cleanup entry point. Its gate (the initial phase complete), then
+    ``confirm()`` (which raises to cancel); then, holding the migration's
+    claim (refused while a --continuous runs) and with no follower seen
+    copying (the canary), it records the cleaning phase before the first
+    deletion, deletes, and records "cleaned" when nothing was left behind.
+    A dry run only lists, and records nothing."""
+    state = states.open_state(migrator, source, target)
     states.check('cleanup', state, migrator.slug)
-    check_not_following(state, source, target, migrator.all_doc_types[0], canary_wait)
-    if state.phase == FOLLOWING:
-        states.set_phase(state, CLEANING)
+    if settings.dry_run:
+        return clean_up(migrator, source, target, settings, events)
+    confirm()
+    with running(state, states.CLEANUP):
+        refuse_if_copying(source, target, migrator.all_doc_types[0], settings.canary_wait)
+        if state.phase == FOLLOWING:
+            # before the first deletion: a follower that commits after this stops without writing
+            states.set_phase(state, CLEANING)
+        result = clean_up(migrator, source, target, settings, events)
+        if is_complete(result):
+            states.set_phase(state, CLEANED)
+    return result
 
 
-def check_not_following(state, source, target, doc_type, canary_wait):
-    """Refuse while a --continuous is copying: it would mirror the deletions.
-
-    The heartbeat sees a follower using this state database; the canary (a doc
-    written to the source, watched for in the target) sees any follower at all.
-    """
-    if states.heartbeat_is_fresh(state):
-        raise CleanupRefused("A --continuous run is active (its heartbeat is fresh): stop it "
-                             "with Ctrl-C first, or the cleanup's deletions would reach the target.")
+def refuse_if_copying(source, target, doc_type, canary_wait):
+    """Refuse while any --continuous copies from the source, even one with a
+    state database of its own that the claim cannot see: a canary doc written
+    to the source, watched for in the target."""
     if canary_wait and _canary_arrives(source, target, doc_type, canary_wait):
         raise CleanupRefused("A --continuous run is copying from the source (a canary doc reached "
                              "the target): stop it first, or the cleanup's deletions would reach the target.")
@@ -77,24 +93,24 @@ def _canary_arrives(source, target, doc_type, wait):
         delete_revs(source, [(doc_id, rev)])
 
 
-def clean_up(migrator, source, target, page_size=1000, dry_run=False, copy_missing=False, events=None,
-             workers=1, attachment_bytes=ATTACHMENT_BUDGET):
-    """Delete from the source every migrating doc whose every live leaf the target
-    holds, with up to ``workers`` pages in flight; ``copy_missing`` copies
-    what the target lacks first, with at most ``attachment_bytes`` of
-    attachment data in memory at a time."""
+def clean_up(migrator, source, target, settings=CleanupSettings(), events=None):
+    """Delete from the source every migrating doc whose every live leaf the
+    target holds, with up to ``settings.workers`` pages in flight; with
+    ``copy_missing``, copy what the target lacks first, with at most
+    ``attachment_bytes`` of attachment data in memory at a time."""
     events = events or Events()
     totals = _sum([])
+    copy_budget = settings.attachment_bytes if settings.copy_missing else None
 
     def clean(listed):
         # in smaller parts while the server rate-limits
-        return _sum(_clean_page(source, target, dict(part), dry_run, copy_missing and attachment_bytes)
+        return _sum(_clean_page(source, target, dict(part), settings.dry_run, copy_budget)
                     for part in parts(listed[0], source.budget))
 
-    pages = migrating_leaves(source, migrator.all_doc_types, page_size, events)
+    pages = migrating_leaves(source, migrator.all_doc_types, settings.page_size, events)
     events.stage('Cleaning up', unit='docs scanned')
     try:
-        for (_leaves, scanned), page in ordered(pages, clean, workers, source.budget):
+        for (_leaves, scanned), page in ordered(pages, clean, settings.workers, source.budget):
             totals = _sum([totals, page])
             events.advanced('Cleaning up', scanned)
     finally:
@@ -111,10 +127,10 @@ def _sum(results):
 
 def _clean_page(source, target, leaves, dry_run, copy_budget):
     """``copy_budget``: the attachment bytes to copy the lacking revisions
-    with, or a false value not to copy them."""
+    with, or None not to copy them."""
     lacking = _lacking_in_target(target, leaves)
     copied, errors = 0, []
-    if copy_budget and lacking and not dry_run:
+    if copy_budget is not None and lacking and not dry_run:
         copied_ids, errors = _copy_into_target(source, target, lacking, copy_budget)
         copied = len(copied_ids)
         lacking = {doc_id: revs for doc_id, revs in lacking.items() if doc_id not in copied_ids}
@@ -171,7 +187,3 @@ def _confirm_gone(source, target, doc_ids):
 def _still_live(db, doc_ids):
     live = db.live_ids(doc_ids)
     return [doc_id for doc_id in doc_ids if doc_id in live]
-
-
-def mark_complete(state):
-    states.set_phase(state, CLEANED)

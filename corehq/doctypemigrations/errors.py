@@ -34,8 +34,8 @@ class CleanupRefused(PhaseRefused):
     pass
 
 
-class FollowerBusy(PhaseRefused):
-    """Another --continuous of the same migration is running."""
+class MigrationBusy(PhaseRefused):
+    """Another run (--initial, --continuous or --cleanup) of the same migration is working on it."""
 
 
 class FollowerStopped(MigrationError):

@@ -22,11 +22,11 @@ from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
 from corehq.doctypemigrations.errors import ContinuousWriteFailed, FollowerStopped
 from corehq.doctypemigrations.events import Events
-from corehq.doctypemigrations.heartbeat import Heartbeat
+from corehq.doctypemigrations.heartbeat import running
 from corehq.doctypemigrations.inflight import DEFAULT_WORKERS
 from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs
 from corehq.doctypemigrations.models import FOLLOWING
-from corehq.doctypemigrations.selection import is_replicated_id, live_leaves, parse_change
+from corehq.doctypemigrations.selection import DocTypeSelection, is_replicated_id, live_leaves, parse_change
 from corehq.doctypemigrations.transfer import copy_missing
 
 FollowSettings = namedtuple(
@@ -63,6 +63,18 @@ class _Batch:
         return 0 if self.started is None else time.monotonic() - self.started
 
 
+def run_continuous(migrator, source, target, settings=DEFAULT_SETTINGS, events=None, until_caught_up=False,
+                   stop=lambda: False):
+    """The --continuous entry point: its gate (the initial phase complete, no
+    cleanup started), then the follower until ``stop()`` (or the feed's end).
+    Returns the state, whose latest checkpoint is where it stopped."""
+    state = states.open_state(migrator, source, target)
+    states.check('continuous', state, migrator.slug)
+    selection = DocTypeSelection(migrator.all_doc_types)
+    ChangesFollower(source, target, selection, state, settings, events).run(stop, until_caught_up)
+    return state
+
+
 class ChangesFollower:
     def __init__(self, source, target, selection, state, settings=DEFAULT_SETTINGS, events=None):
         self.source = source
@@ -81,18 +93,13 @@ class ChangesFollower:
         policy, as long as the databases' budget allows (--continuous: for
         ever); Ctrl-C commits what was read, then stops.
         """
-        owner = states.new_owner()
-        states.claim_follower(self.state, owner)
-        self._heartbeat = Heartbeat(self.state, owner, self.settings.heartbeat_seconds)
-        self._heartbeat.start()
-        try:
-            self._follow(stop, until_caught_up)
-        except KeyboardInterrupt:
-            self._commit_quietly()
-            raise
-        finally:
-            self._heartbeat.stop()
-            states.release_follower(self.state, owner)
+        with running(self.state, states.CONTINUOUS, self.settings.heartbeat_seconds) as heartbeat:
+            self._heartbeat = heartbeat
+            try:
+                self._follow(stop, until_caught_up)
+            except KeyboardInterrupt:
+                self._commit_quietly()
+                raise
 
     def _follow(self, stop, until_caught_up):
         since = states.latest_checkpoint(self.state)

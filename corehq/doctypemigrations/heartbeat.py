@@ -1,12 +1,14 @@
-"""The heartbeat of a running --continuous, from a thread of its own.
+"""The claim of the one run working on a migration, and its heartbeat from a
+thread of its own.
 
-The follower's own loop can sit in one request for minutes (a stalled
-server, a long read timeout); beating from a separate thread keeps a live
-follower from looking dead to --cleanup and to a second --continuous.
+A phase's loop can sit in one request for minutes (a stalled server, a long
+read timeout); beating from a separate thread keeps a live run from looking
+dead to --cleanup, to a second run and to --status.
 """
 import logging
 import threading
 import time
+from contextlib import contextmanager
 
 from django.db import DatabaseError, connections
 
@@ -51,3 +53,19 @@ class Heartbeat(threading.Thread):
     def stop(self):
         self._stopping.set()
         self.join()
+
+
+@contextmanager
+def running(state, action, interval=states.HEARTBEAT_SECONDS):
+    """Hold the migration's one claim for ``action`` while the block runs
+    (raises MigrationBusy when another run holds it); yields the heartbeat,
+    whose ``lost`` is set if another run took the claim over."""
+    owner = states.new_owner(action)
+    states.claim(state, owner)
+    heartbeat = Heartbeat(state, owner, interval)
+    heartbeat.start()
+    try:
+        yield heartbeat
+    finally:
+        heartbeat.stop()
+        states.release(state, owner)

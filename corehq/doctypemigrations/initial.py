@@ -23,6 +23,7 @@ from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, SizesByBytes, ord
 from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.events import Events
+from corehq.doctypemigrations.heartbeat import running
 from corehq.doctypemigrations.selection import (
     DocTypeSelection, feed_length, fetch_leaves, has_doc_type_view, scan_changes, scan_doc_type_view,
 )
@@ -64,17 +65,25 @@ def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, 
                          source_info)
     if state is None:
         state = states.create(migrator, ident, source_info['update_seq'])
+    with running(state, states.INITIAL):
+        state.refresh_from_db()  # another run may have moved it on before this one got the claim
+        states.check('initial', state, migrator.slug)
+        return _dump_and_load(state, migrator, source, target, dump_path, settings, events or Events(),
+                              keep_dump)
+
+
+def _dump_and_load(state, migrator, source, target, dump_path, settings, events, keep_dump):
     header = dumpfile.make_header(migrator.slug, source.name, target.name, migrator.all_doc_types,
                                   states.original_seq(state))
     header_end = _prepare_dump_file(state, dump_path, header)
     missing, dump_resumed_at = 0, None
     if state.phase != LOADING:
         dump_resumed_at = None if state.dump_since is None else state.dump_offset
-        missing = _dump(state, migrator, source, dump_path, settings, events or Events())
+        missing = _dump(state, migrator, source, dump_path, settings, events)
         states.set_phase(state, LOADING)
     retried = _retry_refusals(state, target, dump_path)
     load_resumed_at = _unfinished_load(state)
-    _load(state, target, dump_path, header_end, settings, events or Events())
+    _load(state, target, dump_path, header_end, settings, events)
     _raise_if_refused(state)
     states.complete_initial(state)
     removed = not keep_dump and _remove(dump_path)

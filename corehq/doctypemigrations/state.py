@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from corehq.doctypemigrations.errors import (
-    CleanupRefused, FingerprintMismatch, FollowerBusy, InitialAlreadyComplete, NotReadyToFollow,
+    CleanupRefused, FingerprintMismatch, InitialAlreadyComplete, MigrationBusy, NotReadyToFollow,
     PhaseRefused,
 )
 from corehq.doctypemigrations.models import (
@@ -108,9 +108,13 @@ def recorded_databases(state):
 
 
 def create(migrator, ident, original_seq):
-    return DocTypeMigration.objects.create(
-        slug=migrator.slug, phase=DUMPING, fingerprint=fingerprint(ident),
-        identity=json.dumps(ident, sort_keys=True), original_seq=encode_seq(original_seq))
+    """The state of a migration's first --initial. Of two starting at once,
+    the second gets the first one's row (and then finds its claim taken)."""
+    state, _created = DocTypeMigration.objects.get_or_create(
+        slug=migrator.slug, defaults=dict(
+            phase=DUMPING, fingerprint=fingerprint(ident), identity=json.dumps(ident, sort_keys=True),
+            original_seq=encode_seq(original_seq)))
+    return load(migrator, ident)
 
 
 # -- phases and their gates ----------------------------------------------------
@@ -253,14 +257,21 @@ def reset_checkpoint_to_original(state):
     _add_checkpoint(state, state.original_seq)
 
 
-# -- the one --continuous run -------------------------------------------------------
+# -- the one process working on a migration ------------------------------------------
+# --initial, --continuous and --cleanup each hold the migration's one claim
+# while they run, renewed by a heartbeat: two runs of one phase never
+# interleave, a cleanup never starts beside a follower, and --status tells a
+# phase that is running from one that stopped.
 
-def new_owner():
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+INITIAL, CONTINUOUS, CLEANUP = 'initial', 'continuous', 'cleanup'
 
 
-def claim_follower(state, owner, max_age=HEARTBEAT_MAX_AGE):
-    """Make ``owner`` the migration's one follower, or raise FollowerBusy.
+def new_owner(action=CONTINUOUS):
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{action}"
+
+
+def claim(state, owner, max_age=HEARTBEAT_MAX_AGE):
+    """Make ``owner`` the migration's one runner, or raise MigrationBusy.
 
     The claim is a compare-and-swap on the previous owner, so of two runs
     starting at once only one gets it. A claim is free when its heartbeat is
@@ -269,24 +280,36 @@ def claim_follower(state, owner, max_age=HEARTBEAT_MAX_AGE):
     state.refresh_from_db(fields=['follower_owner', 'continuous_heartbeat'])
     holder, beat_at = state.follower_owner, state.continuous_heartbeat
     if holder and _is_fresh(beat_at, max_age) and process_may_live(holder):
-        raise _busy(state.slug, holder, beat_at, max_age)
+        raise _busy(state.slug, owner, holder, beat_at, max_age)
     now = timezone.now()
     holder_is = Q(follower_owner=holder) if holder else Q(follower_owner__isnull=True) | Q(follower_owner='')
     claimed = DocTypeMigration.objects.filter(holder_is, id=state.id).update(
         follower_owner=owner, continuous_heartbeat=now)
     if not claimed:
         state.refresh_from_db(fields=['follower_owner', 'continuous_heartbeat'])
-        raise _busy(state.slug, state.follower_owner, state.continuous_heartbeat, max_age)
+        raise _busy(state.slug, owner, state.follower_owner, state.continuous_heartbeat, max_age)
     state.follower_owner, state.continuous_heartbeat = owner, now
 
 
-def _busy(slug, holder, beat_at, max_age):
+def _busy(slug, claimant, holder, beat_at, max_age):
     host, pid = owner_host_pid(holder)
     age = (timezone.now() - beat_at).total_seconds() if beat_at else 0
-    return FollowerBusy(
-        f"Another --continuous of {slug!r} is running (pid {pid} on {host}, last heartbeat "
-        f"{age:.0f}s ago): only one may follow at a time. Stop it first (Ctrl-C). If it was "
-        f"killed, its claim lapses {max_age}s after its last heartbeat (at once on the same host).")
+    running, wanted = owner_action(holder), owner_action(claimant)
+    if wanted == CLEANUP and running == CONTINUOUS:
+        return CleanupRefused("A --continuous run is active (its heartbeat is fresh): stop it with Ctrl-C "
+                              "first, or the cleanup's deletions would reach the target.")
+    rule = ("only one may follow at a time" if running == wanted == CONTINUOUS else
+            f"only one process works on a migration at a time, so --{wanted} waits for it")
+    return MigrationBusy(
+        f"Another --{running} of {slug!r} is running (pid {pid} on {host}, last heartbeat "
+        f"{age:.0f}s ago): {rule}. Stop it first (Ctrl-C) or let it finish. If it was killed, its "
+        f"claim lapses {max_age}s after its last heartbeat (at once on the same host).")
+
+
+def owner_action(owner):
+    """Which phase a claim's owner runs (claims from before they said: --continuous)."""
+    parts = (owner or '').split(':')
+    return parts[3] if len(parts) > 3 else CONTINUOUS
 
 
 def owner_host_pid(owner):
@@ -317,14 +340,20 @@ def beat(state, owner):
     return not holder or holder == owner
 
 
-def release_follower(state, owner):
+def release(state, owner):
     DocTypeMigration.objects.filter(id=state.id, follower_owner=owner).update(
         follower_owner=None, continuous_heartbeat=None)
 
 
-def heartbeat_is_fresh(state, max_age=HEARTBEAT_MAX_AGE):
+def running_action(state, max_age=HEARTBEAT_MAX_AGE):
+    """The phase a live run is working on now (INITIAL, CONTINUOUS or
+    CLEANUP), or None when no claim is fresh."""
+    if state is None:
+        return None
     state.refresh_from_db(fields=['continuous_heartbeat', 'follower_owner'])
-    return _is_fresh(state.continuous_heartbeat, max_age) and process_may_live(state.follower_owner)
+    if _is_fresh(state.continuous_heartbeat, max_age) and process_may_live(state.follower_owner):
+        return owner_action(state.follower_owner)
+    return None
 
 
 def _is_fresh(beat_at, max_age):

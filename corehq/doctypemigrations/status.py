@@ -15,8 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from corehq.doctypemigrations import state as states
-from corehq.couch import CouchDB, CouchError
-from corehq.doctypemigrations.models import DUMPING, FOLLOWING, LOADING
+from corehq.couch import CouchDB, CouchError, CouchUnauthorized, CouchUnreachable, DatabaseMissing
+from corehq.doctypemigrations.models import CLEANING, DUMPING, FOLLOWING, LOADING
 from corehq.doctypemigrations.selection import BY_DOC_TYPE, feed_length
 
 # Beyond this many, pouchdb-server's feed (which gives no ``pending``) and the
@@ -36,37 +36,47 @@ REFUSALS_LISTED = 100
 OK, ATTENTION, UNREADABLE = 0, 1, 2
 
 REFUSED_DOCS, FOLLOWER_DEAD, BEHIND = 'refused_docs', 'follower_dead', 'behind'
+# A phase left unfinished: its run crashed, was killed or stopped short.
+INITIAL_STOPPED, CLEANUP_STOPPED = 'initial_stopped', 'cleanup_stopped'
 # What the dump has left is counted in: rows of the by_doc_type view (docs to
 # dump), or changes of the whole feed (to scan, migrating or not).
 VIEW_ROWS, FEED_CHANGES = 'view', 'feed'
 
 
 def current_status(migrator, state_row, helper, now=None, max_pending=DEFAULT_MAX_PENDING):
-    """The status with a quick client to the source the settings name; a
-    source the settings do not name is reported like an unreachable one."""
-    try:
-        source, unconfigured = quick_source(helper.db_url(migrator.source_db_name)), None
-    except ImproperlyConfigured as e:
-        source, unconfigured = None, str(e)
-    status = migration_status(migrator, state_row, source, now=now, max_pending=max_pending)
-    if unconfigured:
-        status['couch']['error'] = unconfigured
+    """The status with quick clients to the source and target the settings
+    name; a database the settings do not name is reported like an
+    unreachable one."""
+    source, source_problem = _quick_db(helper, migrator.source_db_name)
+    target, target_problem = _quick_db(helper, migrator.target_db_name)
+    status = migration_status(migrator, state_row, source, now=now, max_pending=max_pending, target=target)
+    for which, problem in (('source', source_problem), ('target', target_problem)):
+        if problem:
+            _unreadable(status['couch'], which, None, problem, 'not configured')
     return status
 
 
-def quick_source(url):
+def _quick_db(helper, name):
+    try:
+        return quick_db(helper.db_url(name)), None
+    except ImproperlyConfigured as e:
+        return None, str(e)
+
+
+def quick_db(url):
     return CouchDB(url, timeout=QUICK_TIMEOUT, retry=QUICK_RETRIES)
 
 
 def migration_status(migrator, state_row, source, now=None, max_pending=DEFAULT_MAX_PENDING,
-                     cap=PENDING_CAP):
+                     cap=PENDING_CAP, target=None):
     """Plain data on the migration ``state_row`` records (None: not started),
     with the changes pending in ``source`` (a CouchDB, or None when there is
-    none to ask) when a follower should be running."""
+    none to ask) when a follower should be running; ``target`` is only
+    checked for being there and readable."""
     now = now or timezone.now()
     phase = states.phase(state_row)
     checkpoints = _checkpoints(state_row)
-    couch, info = _probe(source)
+    couch, info = _probe(source, target)
     refusals = _refusals(state_row)
     status = {
         'slug': migrator.slug,
@@ -85,10 +95,10 @@ def migration_status(migrator, state_row, source, now=None, max_pending=DEFAULT_
         'eta_seconds': None,
         'eta_basis': None,
     }
-    if phase == FOLLOWING and checkpoints and couch['reachable']:
+    if phase == FOLLOWING and checkpoints and source_readable(couch):
         # so that "behind" is never hidden by the cap
         _add_pending(status, source, checkpoints, max(cap, max_pending + 1))
-    if phase == DUMPING and couch['reachable']:
+    if phase == DUMPING and source_readable(couch):
         _add_dump_left(status, source, migrator, state_row, info, cap)
     _add_eta(status, state_row, now, info)
     status['attention'] = _attention(status, max_pending)
@@ -137,32 +147,66 @@ def _checkpoint(checkpoint, now):
 
 
 def heartbeat(row, now=None):
-    """The follower's claim: its heartbeat's age, its owner, and whether it is fresh."""
+    """The claim of the run working on the migration: its heartbeat's age,
+    its owner, which phase it runs (``action``) and whether it is fresh."""
     now = now or timezone.now()
     beat_at = row.continuous_heartbeat if row is not None else None
     owner = row.follower_owner if row is not None else None
     host, pid = states.owner_host_pid(owner) if owner else (None, None)
     age = _age(beat_at, now) if beat_at else None
-    # The same rule as a second --continuous uses: young enough, and not a
-    # process known to be gone from this host.
+    # The same rule as a second run uses: young enough, and not a process
+    # known to be gone from this host.
     fresh = age is not None and age < states.HEARTBEAT_MAX_AGE and states.process_may_live(owner)
     return {'at': beat_at.isoformat() if beat_at else None, 'age_seconds': age,
-            'owner': {'host': host, 'pid': pid} if owner else None, 'fresh': fresh}
+            'owner': {'host': host, 'pid': pid} if owner else None, 'fresh': fresh,
+            'action': states.owner_action(owner) if owner else None}
 
 
 def _age(moment, now):
     return round(max(0.0, (now - moment).total_seconds()), 1)
 
 
-def _probe(source):
-    """(whether the source answers, its database info or None)."""
-    if source is None:
-        return {'source': None, 'reachable': False, 'error': 'the source database is not configured'}, None
-    try:
-        info = source.info()
-    except CouchError as e:
-        return {'source': source.display_url, 'reachable': False, 'error': str(e)}, None
-    return {'source': source.display_url, 'reachable': True, 'error': None}, info
+def _probe(source, target=None):
+    """(whether the databases answer, the source's database info or None).
+    ``source`` (with ``reachable`` and ``error``) speaks for the source, the
+    one a follower reads; ``problems`` names each database that cannot be
+    read, with why (unreachable, unauthorized, missing database)."""
+    couch = {'source': None, 'target': None, 'reachable': True, 'error': None, 'problems': []}
+    info = None
+    for which, db in (('source', source), ('target', target)):
+        if db is None:
+            if which == 'source':
+                _unreadable(couch, which, None, 'the source database is not configured', 'not configured')
+            continue
+        couch[which] = db.display_url
+        try:
+            result = db.info()
+        except CouchError as e:
+            _unreadable(couch, which, db.display_url, str(e), _reason(e))
+            continue
+        if which == 'source':
+            info = result
+    return couch, info
+
+
+def source_readable(couch):
+    return not any(problem['database'] == 'source' for problem in couch['problems'])
+
+
+def _unreadable(couch, which, url, error, reason):
+    couch['problems'].append({'database': which, 'url': url, 'reason': reason, 'error': error})
+    couch['reachable'] = False
+    couch['error'] = couch['error'] or error
+
+
+def _reason(error):
+    if isinstance(error, DatabaseMissing):
+        return 'missing database'
+    if isinstance(error, CouchUnauthorized):
+        return 'unauthorized'
+    if isinstance(error, CouchUnreachable):
+        return 'unreachable'
+    return 'error'
 
 
 # -- the feed behind the checkpoint ---------------------------------------------
@@ -173,7 +217,7 @@ def _add_pending(status, source, checkpoints, cap):
         status['pending'], status['pending_lower_bound'] = pending, lower_bound
         status['rate_per_second'] = _follow_rate(source, checkpoints, pending, lower_bound, cap)
     except CouchError as e:
-        status['couch'].update(reachable=False, error=str(e))
+        _unreadable(status['couch'], 'source', source.display_url, str(e), _reason(e))
 
 
 def changes_after(source, seq, cap=PENDING_CAP):
@@ -228,7 +272,7 @@ def _add_dump_left(status, source, migrator, row, info, cap):
         else:
             (count, lower_bound), of = changes_after(source, position['changes'], cap), FEED_CHANGES
     except CouchError as e:
-        status['couch'].update(reachable=False, error=str(e))
+        _unreadable(status['couch'], 'source', source.display_url, str(e), _reason(e))
         return
     status['dump']['left'] = {'count': count, 'lower_bound': lower_bound, 'of': of}
 
@@ -296,7 +340,8 @@ def _add_eta(status, row, now, info):
         status['eta_seconds'], status['eta_basis'] = _dump_eta(row, left, info, now), 'dump rate'
     elif phase == LOADING and not status['refusals']:
         status['eta_seconds'], status['eta_basis'] = _load_eta(row, now), 'initial rate'
-    elif phase == FOLLOWING and status['heartbeat']['fresh'] and status['pending'] is not None:
+    elif phase == FOLLOWING and _running(status['heartbeat']) == states.CONTINUOUS \
+            and status['pending'] is not None:
         status['eta_seconds'], status['eta_basis'] = _follow_eta(status), 'checkpoints'
 
 
@@ -339,20 +384,30 @@ def _seconds(eta):
 
 def _attention(status, max_pending):
     reasons = []
+    phase, running = status['phase'], _running(status['heartbeat'])
     if status['refusals']:
         reasons.append(REFUSED_DOCS)
-    if status['phase'] == FOLLOWING and not status['heartbeat']['fresh']:
+    elif phase in (DUMPING, LOADING) and running != states.INITIAL:
+        reasons.append(INITIAL_STOPPED)
+    if phase == FOLLOWING and running not in (states.CONTINUOUS, states.CLEANUP):
         reasons.append(FOLLOWER_DEAD)
+    if phase == CLEANING and running != states.CLEANUP:
+        reasons.append(CLEANUP_STOPPED)
     if status['pending'] is not None and status['pending'] > max_pending:
         reasons.append(BEHIND)
     return reasons
 
 
+def _running(heartbeat):
+    return heartbeat['action'] if heartbeat['fresh'] else None
+
+
 def exit_code(status):
     """0: fine. 1: attention needed (a reason in ``attention``). 2: it could not
-    be told, because the source was unreachable where the pending changes count."""
+    be told, because the source or the target cannot be read (which comes
+    first: what the status says of the rest is only what the state recorded)."""
+    if not status['couch']['reachable']:
+        return UNREADABLE
     if status['attention']:
         return ATTENTION
-    if not status['couch']['reachable'] and status['phase'] == FOLLOWING:
-        return UNREADABLE
     return OK

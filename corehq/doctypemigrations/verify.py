@@ -1,53 +1,186 @@
-"""The --verify phase: are the target's copies what the source holds?
+"""The --verify phase: does the target hold what the migration promises, in
+the phase the migration is in?
 
-For every migrating id the winning rev, the deleted state and the set of
-conflict leaves must match. Both databases are streamed page by page; the
-source seen from the target side only catches docs the source never had.
+Until the cleanup starts, the target must be a copy: for every migrating id
+the winning rev, the deleted state, the set of conflict leaves and the
+winner's attachments match. A doc deleted in the source agrees with a target
+that never had it (``--initial`` does not copy docs deleted before it) or
+holds it deleted; a tombstone is judged by its deleted state, never as a live
+doc because it kept its body and doc_type.
+
+Once the cleanup has started, the source's migrated docs are tombstones by
+design, and the target is the live database: what is checked is what the
+cleanup promises. No migrating doc is live in the source, and for every doc
+the source deleted while the target holds it live, the target holds the
+revision the source deleted (so nothing the source had was lost). New docs
+in the target are the application's, not differences.
+
+Both databases are streamed page by page; the target is read only before the
+cleanup, for live docs the source never had.
 """
 from collections import Counter, namedtuple
 
+from corehq.doctypemigrations import state as states
+from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
 from corehq.doctypemigrations.inflight import ordered, parts
-from corehq.doctypemigrations.events import Events
+from corehq.doctypemigrations.models import CLEANED, CLEANING
 from corehq.doctypemigrations.selection import DocTypeSelection, feed_length, is_replicated_id, scan_changes
 
 EQUAL, MISSING, STALE, EXTRA = 'equal', 'missing in target', 'stale', 'extra'
 # Stale in a way that no --continuous will mend (see follower.Divergence).
 CONFLICT_DELETED, TARGET_ONLY = CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
-OUTCOMES = (EQUAL, MISSING, STALE, CONFLICT_DELETED, TARGET_ONLY, EXTRA)
-VerifyResult = namedtuple('VerifyResult', 'counts differing')
+# Once the cleanup has started: deleted in the source and held by the target;
+# still live in the source; deleted in the source after a revision the target
+# never got.
+MOVED, LEFT_IN_SOURCE, DELETED_UNCOPIED = 'moved', 'left in source', 'deleted in source, never copied'
+
+# What a phase can report, in the order printed; the first ones are printed
+# even at zero, so that a clean run reads as a count of each.
+COPY_OUTCOMES = (EQUAL, MISSING, STALE, EXTRA, CONFLICT_DELETED, TARGET_ONLY)
+CLEANUP_OUTCOMES = (MOVED, LEFT_IN_SOURCE, DELETED_UNCOPIED)
+ALWAYS_SHOWN = {EQUAL, MISSING, STALE, EXTRA, MOVED, LEFT_IN_SOURCE}
+AGREEING = {EQUAL, MOVED}
+
+VerifyResult = namedtuple('VerifyResult', 'phase counts differing follower_running', defaults=(False,))
 SOURCE_STAGE, TARGET_STAGE = 'Verifying the source', 'Verifying the target'
 
 
-def summary(winner_rev, deleted, doc):
-    conflicts = frozenset((doc or {}).get('_conflicts', ()))
-    return winner_rev, deleted, conflicts
+def run_verify(migrator, source, target, page_size=1000, keep=20, workers=1, events=None):
+    """The --verify entry point: reads the migration's phase (it runs in every
+    phase, changing nothing) and checks what that phase promises."""
+    state = states.open_state(migrator, source, target)
+    result = verify(migrator, source, target, states.phase(state), page_size, keep, workers, events)
+    # which repair a hint can name: a second --continuous would be refused
+    return result._replace(follower_running=states.running_action(state) == states.CONTINUOUS)
+
+
+def verify(migrator, source, target, phase=states.NEW, page_size=1000, keep=20, workers=1, events=None):
+    selection = DocTypeSelection(migrator.all_doc_types)
+    tally = _Tally(keep)
+    if is_after_cleanup_started(phase):
+        checks = [(SOURCE_STAGE, source, scan_changes(source, page_size),
+                   lambda changes: cleanup_outcomes(source, target, selection, changes))]
+    else:
+        checks = [(SOURCE_STAGE, source, scan_changes(source, page_size, conflicts=True),
+                   lambda changes: copy_outcomes(source, target, selection, changes)),
+                  (TARGET_STAGE, target, scan_changes(target, page_size),
+                   lambda changes: extra_in_target(source, changes))]
+    events = events or Events()
+    for stage, db, pages, check in checks:
+        _check_feed(stage, db, pages, check, source.budget, workers, tally, events)
+    return VerifyResult(phase, tally.counts, tally.differing)
+
+
+def is_after_cleanup_started(phase):
+    return phase in (CLEANING, CLEANED)
+
+
+def outcomes_of(phase):
+    return CLEANUP_OUTCOMES if is_after_cleanup_started(phase) else COPY_OUTCOMES
+
+
+def is_clean(result):
+    return set(result.counts) <= AGREEING
+
+
+class _Tally:
+    """Counts of each outcome, and the first ``keep`` differing docs."""
+
+    def __init__(self, keep):
+        self.keep = keep
+        self.counts = Counter()
+        self.differing = []
+
+    def record(self, doc_id, outcome):
+        if outcome is None:
+            return  # nothing to say: e.g. deleted in both, or never migrating
+        self.counts[outcome] += 1
+        if outcome not in AGREEING and len(self.differing) < self.keep:
+            self.differing.append((doc_id, outcome))
+
+
+def _check_feed(stage, db, pages, check, budget, workers, tally, events):
+    def in_parts(page):
+        # a page is checked in smaller parts while the server rate-limits
+        changes = [c for c in page[0] if is_replicated_id(c.id)]
+        return [outcome for part in parts(changes, budget) for outcome in check(part)]
+
+    events.stage(stage, total=lambda: feed_length(db.info()), unit='changes')
+    try:
+        previous = set()
+        for page, outcomes in ordered(pages, in_parts, workers, budget):
+            for doc_id, outcome in _not_replayed(outcomes, previous):
+                tally.record(doc_id, outcome)
+            previous = {change.id for change in page[0]}
+            events.advanced(stage, len(page[0]))
+    finally:
+        events.stage_done(stage)
+
+
+def _not_replayed(outcomes, previous_page):
+    """A cluster's feed delivers at least once: after a shard moves, a page
+    repeats rows from just before where it was asked to start. Those are
+    counted once, against the page before (which bounds what is kept); a
+    longer rewind would be counted twice, never missed."""
+    return [(doc_id, outcome) for doc_id, outcome in outcomes if doc_id not in previous_page]
+
+
+# -- before the cleanup: the target is a copy ---------------------------------------
+
+def summary(rev, deleted, doc):
+    """What must match: the winning rev, the deleted state, the live conflict
+    leaves and the winner's attachments (``doc``: the winner's body, if read)."""
+    doc = doc or {}
+    return rev, deleted, frozenset(doc.get('_conflicts', ())), attachment_stubs(doc)
+
+
+def attachment_stubs(doc):
+    """Each attachment's name, digest, length, content type and revpos, as
+    CouchDB shows them in a doc read without attachment data."""
+    return frozenset((name, stub.get('digest'), stub.get('length'), stub.get('content_type'),
+                      stub.get('revpos'))
+                     for name, stub in (doc.get('_attachments') or {}).items())
 
 
 def winners_with_conflicts(db, doc_ids):
-    """{doc id: (winning rev, deleted, conflicts)} for the ids the db has."""
+    """{doc id: summary} for the ids the db has, deleted ones included."""
     rows = db.all_docs(keys=doc_ids, include_docs=True, conflicts=True) if doc_ids else []
     return {row['id']: summary(row['value']['rev'], bool(row['value'].get('deleted')), row.get('doc'))
             for row in rows if 'value' in row}
 
 
-def compare(change, wanted, target_summary):
-    if wanted:
-        if target_summary is None:
-            return MISSING
-        expected = summary(change.doc['_rev'], False, change.doc)
-        return EQUAL if target_summary == expected else STALE
-    if target_summary is None or target_summary[1]:
-        return None  # not migrating, and not live in the target: nothing to say
-    return STALE if change.deleted else EXTRA
+def _source_summary(change):
+    return summary(change.doc['_rev'], False, change.doc)
+
+
+def copy_outcomes(source, target, selection, changes):
+    in_target = winners_with_conflicts(target, [c.id for c in changes])
+    return [(c.id, copy_outcome(source, target, c, selection.wants(c), in_target.get(c.id)))
+            for c in changes]
+
+
+def copy_outcome(source, target, change, wanted, target_summary):
+    """How the target's copy of one source doc compares; None when there is
+    nothing to say (not migrating, and not live in the target)."""
+    target_live = target_summary is not None and not target_summary[1]
+    if not wanted:
+        # deleted in the source, or its doc type left the migration: the
+        # target must not hold it live (--continuous mirrors both)
+        return STALE if target_live else None
+    if target_summary is None:
+        return MISSING
+    if target_summary == _source_summary(change):
+        return EQUAL
+    return explain_stale(source, target, change, target_summary)
 
 
 def explain_stale(source, target, change, target_summary):
     """Name the cause when only the conflicts differ, and no copy can mend it:
     live source conflicts the target holds only as deleted, or target leaves
     the source never had. Anything else is STALE: --continuous is behind."""
-    source_summary = summary(change.doc['_rev'], False, change.doc)
-    if source_summary[:2] != target_summary[:2]:
+    source_summary = _source_summary(change)
+    if source_summary[:2] != target_summary[:2] or source_summary[3] != target_summary[3]:
         return STALE
     lost, extra = source_summary[2] - target_summary[2], target_summary[2] - source_summary[2]
     if lost and not extra and not _missing(target, change.id, lost):
@@ -61,61 +194,39 @@ def _missing(db, doc_id, revs):
     return set(db.revs_diff({doc_id: sorted(revs)}).get(doc_id, {}).get('missing', ()))
 
 
-def verify(migrator, source, target, page_size=1000, keep=20, workers=1, events=None):
-    selection = DocTypeSelection(migrator.all_doc_types)
-    counts, differing = Counter(), []
-
-    def record(doc_id, outcome):
-        if outcome:
-            counts[outcome] += 1
-            if outcome != EQUAL and len(differing) < keep:
-                differing.append((doc_id, outcome))
-
-    def compare(changes):
-        changes = [c for c in changes if is_replicated_id(c.id)]
-        in_target = winners_with_conflicts(target, [c.id for c in changes])
-        return [(c.id, _outcome(source, target, c, selection.wants(c), in_target.get(c.id))) for c in changes]
-
-    def extra_in_target(changes):
-        live = [c.id for c in changes if is_replicated_id(c.id) and not c.deleted]
-        known = {row['key'] for row in source.all_docs(keys=live) if 'value' in row} if live else set()
-        return [(doc_id, EXTRA) for doc_id in live if doc_id not in known]
-
-    def in_parts(check):
-        # a page is checked in smaller parts while the server rate-limits
-        return lambda page: [outcome for part in parts(page[0], source.budget) for outcome in check(part)]
-
-    events = events or Events()
-    for stage, db, pages, check in (
-            (SOURCE_STAGE, source, scan_changes(source, page_size, conflicts=True), compare),
-            (TARGET_STAGE, target, scan_changes(target, page_size), extra_in_target)):
-        events.stage(stage, total=lambda db=db: feed_length(db.info()), unit='changes')
-        try:
-            previous = set()
-            for page, outcomes in ordered(pages, in_parts(check), workers, source.budget):
-                for doc_id, outcome in _not_replayed(outcomes, previous):
-                    record(doc_id, outcome)
-                previous = {change.id for change in page[0]}
-                events.advanced(stage, len(page[0]))
-        finally:
-            events.stage_done(stage)
-    return VerifyResult(counts, differing)
+def extra_in_target(source, changes):
+    """Live target docs the source never had, deleted or not."""
+    live = [c.id for c in changes if not c.deleted]
+    known = {row['key'] for row in source.all_docs(keys=live) if 'value' in row} if live else set()
+    return [(doc_id, EXTRA) for doc_id in live if doc_id not in known]
 
 
-def _not_replayed(outcomes, previous_page):
-    """A cluster's feed delivers at least once: after a shard moves, a page
-    repeats rows from just before where it was asked to start. Those are
-    counted once, against the page before (which bounds what is kept); a
-    longer rewind would be counted twice, never missed."""
-    return [(doc_id, outcome) for doc_id, outcome in outcomes if doc_id not in previous_page]
+# -- once the cleanup has started: what the cleanup promises -------------------------
+
+def cleanup_outcomes(source, target, selection, changes):
+    deleted = [c for c in changes if c.deleted]
+    in_target = target.winning_revs([c.id for c in deleted]) if deleted else {}
+    held = [c for c in deleted if c.id in in_target and not in_target[c.id][1]]
+    uncopied = _deletions_the_target_lacks(source, target, held)
+    outcomes = [(c.id, LEFT_IN_SOURCE) for c in changes if selection.wants(c)]
+    return outcomes + [(c.id, DELETED_UNCOPIED if c.id in uncopied else MOVED) for c in held]
 
 
-def _outcome(source, target, change, wanted, target_summary):
-    outcome = compare(change, wanted, target_summary)
-    if outcome == STALE and wanted:
-        return explain_stale(source, target, change, target_summary)
-    return outcome
+def _deletions_the_target_lacks(source, target, changes):
+    """Ids of docs whose source tombstones sit on a revision the target does
+    not know: the source had a revision the target never got, then deleted it.
+    (A tombstone of a doc created deleted has no parent to check.)"""
+    tombstones, _gone = source.bulk_get([(c.id, rev) for c in changes for rev in c.leaf_revs],
+                                        attachments=False)
+    parents = {}
+    for doc in tombstones:
+        parent = _parent_rev(doc['_revisions'])
+        if parent:
+            parents.setdefault(doc['_id'], []).append(parent)
+    return set(target.revs_diff(parents)) if parents else set()
 
 
-def is_clean(result):
-    return set(result.counts) <= {EQUAL}
+def _parent_rev(revisions):
+    if len(revisions['ids']) < 2:
+        return None
+    return f"{revisions['start'] - 1}-{revisions['ids'][1]}"

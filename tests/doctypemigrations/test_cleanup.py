@@ -5,7 +5,7 @@ import pytest
 from django.core.management.base import CommandError
 
 from corehq.doctypemigrations import state as states
-from corehq.doctypemigrations.cleanup import CleanupRefused, check_not_following
+from corehq.doctypemigrations.cleanup import CleanupRefused, CleanupSettings, refuse_if_copying
 from corehq.doctypemigrations.migrator_instances import users_migration
 from corehq.doctypemigrations.selection import migrating_leaves
 from tests.doctypemigrations.data import seed
@@ -90,7 +90,7 @@ def test_continuous_refuses_after_cleanup(migration_dbs):
 def test_cleanup_refuses_while_a_heartbeat_is_fresh(migration_dbs):
     source, _ = migration_dbs
     migrated_and_flipped(source)
-    states.claim_follower(states.get(users_migration.slug), 'another-host:4242:abc')
+    states.claim(states.get(users_migration.slug), 'another-host:4242:abc')
     with pytest.raises(CommandError, match='heartbeat is fresh'):
         run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
     assert source.get('m0') is not None
@@ -99,7 +99,6 @@ def test_cleanup_refuses_while_a_heartbeat_is_fresh(migration_dbs):
 def test_the_canary_sees_a_follower_this_state_db_does_not_know(migration_dbs, subprocess_env, tmp_path):
     source, target = migration_dbs
     migrated_and_flipped(source)
-    state = states.get(users_migration.slug)
     # another machine's --continuous, with a state database of its own
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
@@ -109,11 +108,11 @@ def test_the_canary_sees_a_follower_this_state_db_does_not_know(migration_dbs, s
     try:
         assert any('All caught up' in other.stdout.readline() for _ in range(20))
         with pytest.raises(CleanupRefused, match='canary'):
-            check_not_following(state, source, target, 'CommCareUser', canary_wait=10)
+            refuse_if_copying(source, target, 'CommCareUser', canary_wait=10)
     finally:
         other.send_signal(signal.SIGINT)
         other.wait(timeout=30)
-    check_not_following(state, source, target, 'CommCareUser', canary_wait=1)
+    refuse_if_copying(source, target, 'CommCareUser', canary_wait=1)
 
 
 def test_delete_doc_conflicts_keeps_winners(migration_dbs):
@@ -202,12 +201,11 @@ def test_a_conflict_the_target_lacks_keeps_the_doc(migration_dbs):
 def test_a_canary_write_whose_answer_was_lost_is_sent_again_without_a_conflict(proxied_dbs):
     proxy, source, target = proxied_dbs
     migrated_and_flipped(source)
-    state = states.get(users_migration.slug)
     before = live_ids(source)
     proxy.drop_paths = r'^(PUT|POST) '  # the canary's write comes first: written, but its answer is cut
     proxy.drop_after_bytes = 5
     proxy.drop_count = 1
-    check_not_following(state, source, target, 'CommCareUser', canary_wait=0.5)
+    refuse_if_copying(source, target, 'CommCareUser', canary_wait=0.5)
     assert proxy.drops == 1
     assert live_ids(source) == before  # and the canary is gone again
 
@@ -223,7 +221,8 @@ def test_copy_missing_sends_attachment_data_a_bounded_amount_at_a_time(proxied_d
                        '_attachments': {'photo.jpg': attachment(data)}}
                       for doc_id, data in photos.items()])  # never copied: no --continuous ran
     proxy.reset()
-    result = clean_up(users_migration, source, target, copy_missing=True, attachment_bytes=150_000)
+    result = clean_up(users_migration, source, target,
+                      CleanupSettings(copy_missing=True, attachment_bytes=150_000))
     assert result.copied == len(photos) and not result.errors
     # all 12 photos in one _bulk_docs would be about 1 MB; two at a time, 160 kB
     assert 100_000 < proxy.largest_request['_bulk_docs'] < 300_000

@@ -249,7 +249,9 @@ def test_after_a_429_requests_carry_fewer_docs_and_the_copy_is_still_faithful(pr
     assert served_with_429s('_bulk_get', lambda: initial.run_initial(
         users_migration, source, target, dump, settings=settings, check_disk=False)) > 10
     assert trees(target, ids) == trees(source, ids)
-    assert served_with_429s('_bulk_docs', lambda: cleanup.clean_up(users_migration, source, target, 40)) > 10
+    small_pages = cleanup.CleanupSettings(page_size=40)
+    assert served_with_429s('_bulk_docs',
+                            lambda: cleanup.clean_up(users_migration, source, target, small_pages)) > 10
     assert all(tree['deleted'] for tree in trees(source, ids).values())
 
 

@@ -134,7 +134,7 @@ def test_dumping_interrupted_has_an_eta(dumping):
     _source, left = dumping
     recorded = states.get(SLUG)
     report, code = status_json()
-    assert code == 0 and report['attention'] == []
+    assert code == 1 and report['attention'] == [status.INITIAL_STOPPED]  # killed: nothing runs
     assert report['phase'] == 'dumping'
     # recorded absolute, so --status finds it from any folder
     assert report['dump'] == {'path': os.path.abspath(DUMP), 'exists': True, 'bytes': os.path.getsize(DUMP),
@@ -148,7 +148,7 @@ def test_dumping_interrupted_has_an_eta(dumping):
     assert report['eta_basis'] == 'dump rate'
     assert report['eta_seconds'] == pytest.approx(max(0.1, left * elapsed / recorded.docs_dumped), abs=0.06)
     text, code = status_text()
-    assert code == 0
+    assert code == 1
     assert "phase       dumping" in text and f"{recorded.docs_dumped} docs dumped, {left} docs left" in text
     assert 'about ' in text and '(from the dump rate)' in text
 
@@ -160,7 +160,7 @@ def test_what_the_dump_has_left_is_counted_only_up_to_the_cap_on_pouchdb_server(
     assert not status.keeps_reductions(source.info())
     report = status.migration_status(users_migration, states.get(SLUG), source, cap=3)
     assert report['dump']['left'] == {'count': 3, 'lower_bound': True, 'of': 'view'}
-    assert report['eta_seconds'] is None and report['attention'] == []
+    assert report['eta_seconds'] is None and report['attention'] == [status.INITIAL_STOPPED]
     text = render_text(report)
     assert '>= 3 docs left to dump' in text
     assert 'ETA         unknown: at least 3 left, and this server counts them only by reading' in text
@@ -183,7 +183,7 @@ def test_dumping_the_feed_without_the_view_has_an_eta(migration_dbs, feed_replay
     source.bulk_docs([{'_id': ddoc['_id'], '_rev': ddoc['_rev'], '_deleted': True}])
     scanned = dump_killed(source, target)
     report, code = status_json()
-    assert code == 0 and report['phase'] == 'dumping'
+    assert code == 1 and report['phase'] == 'dumping'
     left = report['dump']['left']
     expected = len(source.changes()['results']) - scanned
     assert left['of'] == 'feed' and left['lower_bound'] is False
@@ -212,7 +212,7 @@ def test_dumping_before_any_progress_says_why_there_is_no_eta(migration_dbs):
     with pytest.raises(Killed):
         run_initial(users_migration, source, target, DUMP, SMALL_PAGES, DyingAtTheStart())
     report, code = status_json()
-    assert code == 0 and report['phase'] == 'dumping' and report['dump']['docs_dumped'] == 0
+    assert code == 1 and report['phase'] == 'dumping' and report['dump']['docs_dumped'] == 0
     assert report['dump']['left'] is None and report['eta_seconds'] is None
     assert 'ETA         unknown: the dump has recorded no progress yet' in status_text()[0]
 
@@ -224,7 +224,7 @@ def test_loading_interrupted_has_an_eta(migration_dbs):
         run_initial(users_migration, source, target, DUMP, SMALL_PAGES, dying_once('Loading', 'docs_loaded'))
     recorded = states.get(SLUG)
     report, code = status_json()
-    assert code == 0 and report['phase'] == 'loading'
+    assert code == 1 and report['phase'] == 'loading'
     assert report['dump']['complete'] is True
     assert report['load'] == {'docs_loaded': recorded.docs_loaded, 'of': recorded.docs_dumped}
     assert 0 < recorded.docs_loaded < recorded.docs_dumped
@@ -281,7 +281,8 @@ def test_following_with_a_live_follower(follower_process, subprocess_env, tmp_pa
         assert report['eta_seconds'] == 0
     text = manage_py(subprocess_env, 'run_doctype_migration', SLUG, '--status', cwd=tmp_path)
     assert text.returncode == 0
-    assert f"alive: pid {follower_process.pid}" in text.stdout and 'Nothing needs attention.' in text.stdout
+    assert f"alive: --continuous, pid {follower_process.pid}" in text.stdout
+    assert 'Nothing needs attention.' in text.stdout
 
 
 def test_following_with_a_dead_follower(follower_process, migration_dbs, subprocess_env, tmp_path):
@@ -299,7 +300,8 @@ def test_following_with_a_dead_follower(follower_process, migration_dbs, subproc
     assert code == 1 and behind['attention'] == ['follower_dead', 'behind']
     text = manage_py(subprocess_env, 'run_doctype_migration', SLUG, '--status', cwd=tmp_path)
     assert text.returncode == 1
-    assert f"DEAD: pid {follower_process.pid}" in text.stdout and 'no --continuous is running' in text.stdout
+    assert f"DEAD: --continuous, pid {follower_process.pid}" in text.stdout
+    assert 'no --continuous is running' in text.stdout
 
 
 @pytest.fixture
@@ -313,14 +315,14 @@ def following(migration_dbs):
     time.sleep(0.05)  # two checkpoints with some time between them
     run(SLUG, '--continuous', '--until-caught-up')
     row = states.get(SLUG)
-    states.claim_follower(row, states.new_owner())
+    states.claim(row, states.new_owner())
     return source, row
 
 
 def test_pending_and_eta_from_the_recent_checkpoints(following, feed_replays):
     source, row = following
     write_users(source, 'pending', 20)
-    report = status.migration_status(users_migration, row, status.quick_source(source.url))
+    report = status.migration_status(users_migration, row, status.quick_db(source.url))
     assert 20 <= report['pending'] <= 20 + feed_replays and not report['pending_lower_bound']
     assert report['rate_per_second'] > 0
     assert report['eta_seconds'] > 0 and report['eta_basis'] == 'checkpoints'
@@ -401,9 +403,11 @@ def test_cleaning_and_cleaned(migration_dbs):
     with pytest.raises(CommandError, match='not complete'):
         run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0')
     report, code = status_json()
-    assert code == 0 and report['phase'] == 'cleaning'
-    assert report['attention'] == [] and report['pending'] is None  # no follower belongs here
-    assert 'phase       cleaning' in status_text()[0]
+    assert code == 1 and report['phase'] == 'cleaning'
+    # the cleanup stopped short: rerun it; no follower belongs here
+    assert report['attention'] == [status.CLEANUP_STOPPED] and report['pending'] is None
+    text, _ = status_text()
+    assert 'phase       cleaning' in text and f"run_doctype_migration {SLUG} --cleanup" in text
     run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0', '--copy-missing')
     report, code = status_json()
     assert code == 0 and report['phase'] == 'cleaned' and report['attention'] == []
@@ -420,6 +424,7 @@ def test_no_password_in_the_status(couch_proxy, db_prefix, settings, db, tmp_pat
                                                          ['users'])
     monkeypatch.chdir(tmp_path)
     CouchDB(f"{authed}/{db_prefix}").create()
+    CouchDB(f"{authed}/{db_prefix}__users").create()
     text, code = status_text()
     report, _ = status_json()
     assert code == 0 and report['couch']['reachable'] and 'admin:****@' in report['couch']['source']

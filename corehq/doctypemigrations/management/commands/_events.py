@@ -3,7 +3,8 @@ stages on a terminal (stderr, so stdout stays parseable), lines for the rest."""
 from tqdm import tqdm
 
 from corehq.doctypemigrations.events import Events
-from corehq.doctypemigrations.management.commands._text import DIVERGENCE_HINTS
+from corehq.doctypemigrations.management.commands._text import verify_hint
+from corehq.doctypemigrations.models import FOLLOWING
 
 
 def command_events(command, slug, verbosity):
@@ -46,5 +47,5 @@ class CommandEvents(Events):
         self.command.say("All caught up!", self.command.style.SUCCESS)
 
     def diverged(self, divergence):
-        hint = DIVERGENCE_HINTS[divergence.cause].format(slug=self.slug)
+        hint = verify_hint(divergence.cause, FOLLOWING, self.slug)
         self.command.warn(f"{divergence.doc_id}: {divergence.cause} ({', '.join(divergence.revs)}): {hint}")

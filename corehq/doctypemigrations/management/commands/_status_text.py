@@ -3,7 +3,9 @@
 terminal and the browser never tell an operator different things."""
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.models import DUMPING, FOLLOWING, LOADING
-from corehq.doctypemigrations.status import BEHIND, FOLLOWER_DEAD, REFUSED_DOCS, VIEW_ROWS
+from corehq.doctypemigrations.status import (
+    BEHIND, CLEANUP_STOPPED, FOLLOWER_DEAD, INITIAL_STOPPED, REFUSED_DOCS, VIEW_ROWS, source_readable,
+)
 
 ATTENTION_TEXT = {
     REFUSED_DOCS: "the target refused {refused} document(s): the initial phase cannot complete "
@@ -11,6 +13,11 @@ ATTENTION_TEXT = {
     FOLLOWER_DEAD: "no --continuous is running (no fresh heartbeat): start "
                    "`./manage.py run_doctype_migration {slug} --continuous`",
     BEHIND: "{pending_text} changes wait behind the last checkpoint (more than {max_pending})",
+    INITIAL_STOPPED: "the initial phase stopped before it finished (no --initial is running): run "
+                     "`./manage.py run_doctype_migration {slug} --initial`, which resumes where it stopped",
+    CLEANUP_STOPPED: "the cleanup started and did not finish (no --cleanup is running): run "
+                     "`./manage.py run_doctype_migration {slug} --cleanup`, with --copy-missing for docs "
+                     "it left because the target lacks their revisions",
 }
 
 
@@ -37,13 +44,14 @@ def summary_rows(status):
     """(label, text) pairs, the same for the terminal and the admin page."""
     return [
         ('phase', status['phase']),
-        ('source', _couch_text(status['couch'])),
+        ('source', _couch_text(status['couch'], 'source')),
+        ('target', _couch_text(status['couch'], 'target')),
         ('dump', _dump_text(status['dump'], status['phase'])),
         ('load', _load_text(status['load'])),
         ('refused', _refused_text(status)),
         ('checkpoint', _checkpoint_text(status['checkpoint'])),
         ('pending', _pending_line(status)),
-        ('follower', _follower_text(status['heartbeat'])),
+        ('running', _running_text(status['heartbeat'])),
         ('ETA', _eta_text(status)),
     ]
 
@@ -55,13 +63,15 @@ def _refused_text(status):
     return f"{count} document(s)" + (f", the first {listed} listed" if listed < count else '')
 
 
-def _couch_text(couch):
-    where = couch['source'] or 'not configured'
-    if couch['reachable']:
+def _couch_text(couch, which):
+    problem = next((p for p in couch['problems'] if p['database'] == which), None)
+    where = couch[which] or (problem or {}).get('url') or 'not configured'
+    if problem is None:
         return f"{where} (reachable)"
     # The client's messages name the url themselves, mostly.
-    error = couch['error']
-    return f"UNREACHABLE: {error}" if where in error else f"{where}: UNREACHABLE: {error}"
+    error = problem['error']
+    label = problem['reason'].upper()
+    return f"{label}: {error}" if where in error else f"{where}: {label}: {error}"
 
 
 def _dump_text(dump, phase):
@@ -107,16 +117,16 @@ def _pending_text(status):
 
 def _pending_line(status):
     if status['pending'] is None:
-        if status['phase'] == FOLLOWING and not status['couch']['reachable']:
+        if status['phase'] == FOLLOWING and not source_readable(status['couch']):
             return 'unknown: the source is unreachable'
         return '-'
     return f"{_pending_text(status)} changes after the checkpoint"
 
 
-def _follower_text(heartbeat):
+def _running_text(heartbeat):
     if heartbeat['owner'] is None:
-        return 'none running'
-    owner = f"pid {heartbeat['owner']['pid']} on {heartbeat['owner']['host']}"
+        return 'nothing'
+    owner = f"--{heartbeat['action']}, pid {heartbeat['owner']['pid']} on {heartbeat['owner']['host']}"
     beat = f"last heartbeat {_duration(heartbeat['age_seconds'])} ago" if heartbeat['at'] else 'no heartbeat'
     return f"{'alive' if heartbeat['fresh'] else 'DEAD'}: {owner}, {beat}"
 
@@ -136,7 +146,7 @@ def _no_dump_eta_text(status):
     """Why there is no ETA while dumping: an operator should not take a
     missing number for a stuck dump."""
     left = status['dump']['left']
-    if not status['couch']['reachable']:
+    if not source_readable(status['couch']):
         return 'unknown: the source is unreachable'
     if left is None:
         return 'unknown: the dump has recorded no progress yet'

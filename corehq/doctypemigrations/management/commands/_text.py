@@ -1,24 +1,64 @@
 """Text the migration commands print: tables, refused docs, error messages."""
 from corehq.couch import CouchError
+from corehq.doctypemigrations import state as states, verify
 from corehq.doctypemigrations.errors import DocsRefused, MigrationError
 
-# What an operator can do about each doc the migration cannot make equal.
-DIVERGENCE_HINTS = {
-    'conflict deleted in target': (
+_CONTINUOUS = "`./manage.py run_doctype_migration {slug} --continuous --until-caught-up`"
+_BEHIND = ("--continuous is behind: run " + _CONTINUOUS + " (with a --continuous running, wait for "
+           "its `All caught up`), then verify again.")
+_WAIT_FOR_FOLLOWER = ("--continuous is behind: the one running copies it; wait for its `All caught up`, "
+                      "then verify again.")
+_BY_HAND = "No command mends this: "
+
+# What an operator can do about each kind of difference --verify reports,
+# once the initial phase is complete. Each hint names a command the phase
+# runs, or says that none mends it and what to do by hand.
+VERIFY_HINTS = {
+    verify.MISSING: "{behind}",
+    verify.STALE: "the target's copy differs from the source's doc (edited, deleted, or its doc type "
+                  "changed since the last checkpoint). {behind}",
+    verify.CONFLICT_DELETED: (
         "the doc left the migration's doc types and came back while conflicted: the target "
         "deleted its live conflicts when it left, and CouchDB cannot revive a deleted revision "
         "(or, after the flip, the conflict was resolved in the target). "
-        "Repair: resolve the conflict in the source (./manage.py delete_doc_conflicts {slug}); "
-        "--continuous copies the resolution."),
-    'target-only leaf': (
-        "the target has a leaf the source never had (an edit made in the target after the flip, "
-        "or the old branch of a doc edited past the source's revs_limit while no --continuous "
-        "ran). Keep it if it is an edit made in the target; otherwise delete that revision in "
-        "the target."),
-    'stale': "--continuous is behind: run it with --until-caught-up, then verify again.",
-    'missing in target': "--continuous is behind: run it with --until-caught-up, then verify again.",
-    'extra': "live in the target, but not a live migrating doc in the source.",
+        "Repair: resolve the conflict in the source (./manage.py delete_doc_conflicts {slug}), "
+        "then " + _CONTINUOUS + " copies the resolution."),
+    verify.TARGET_ONLY: (
+        _BY_HAND + "the target has a leaf the source never had (an edit made in the target after "
+        "the flip, or the old branch of a doc edited past the source's revs_limit while no "
+        "--continuous ran). Keep it if it is an edit made in the target; otherwise delete that "
+        "revision in the target (DELETE <target>/<id>?rev=<rev>)."),
+    verify.EXTRA: (
+        _BY_HAND + "the target holds a live doc the source never had, written to the target "
+        "directly. Delete it in the target (DELETE <target>/<id>?rev=<rev>) unless it belongs "
+        "there (after the flip the application writes to the target, and then it does)."),
+    verify.LEFT_IN_SOURCE: (
+        "a migrating doc is still live in the source (written there after --continuous stopped, "
+        "or the cleanup did not finish): run `./manage.py run_doctype_migration {slug} --cleanup "
+        "--copy-missing`, which copies the revisions the target lacks (adding, never "
+        "overwriting) and then deletes the doc from the source."),
+    verify.DELETED_UNCOPIED: (
+        _BY_HAND + "the source holds a revision of this doc that the target never got, then "
+        "deleted it (old code writing to the source after --continuous stopped). Compare that "
+        "revision (GET <source>/<id>?open_revs=all&revs=true) with the target's doc and apply "
+        "what matters to the target; then copy the source's deleted branch into the target "
+        "(POST /_replicate with \"doc_ids\": [<id>]: a deleted branch never replaces the "
+        "target's live doc) and verify again."),
 }
+# Before the initial phase is complete, --continuous and delete_doc_conflicts
+# are refused: the repair is to finish it.
+_INITIAL_NOT_COMPLETE = (
+    "the initial phase is not complete (phase {phase}): run `./manage.py run_doctype_migration "
+    "{slug} --initial` (it resumes where it stopped), then " + _CONTINUOUS + ", then verify again.")
+_MENDED_BY_HAND = {verify.TARGET_ONLY, verify.EXTRA, verify.DELETED_UNCOPIED}
+
+
+def verify_hint(outcome, phase, slug, follower_running=False):
+    """The cause and repair of one kind of difference, in the phase it was found in."""
+    if outcome not in _MENDED_BY_HAND and phase not in states.INITIAL_COMPLETE:
+        return _INITIAL_NOT_COMPLETE.format(slug=slug, phase=phase)
+    behind = (_WAIT_FOR_FOLLOWER if follower_running else _BEHIND).format(slug=slug)
+    return VERIFY_HINTS[outcome].format(slug=slug, behind=behind)
 
 
 def count_table(doc_types, source_counts, target_counts):

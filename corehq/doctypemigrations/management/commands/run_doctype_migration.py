@@ -20,11 +20,15 @@ from corehq.doctypemigrations.management.commands._allocator import keep_memory_
 from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.management.commands._status_text import render_text
 from corehq.doctypemigrations.management.commands._text import (
-    DIVERGENCE_HINTS, count_table, describe_errors, error_text,
+    count_table, describe_errors, error_text, verify_hint,
 )
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
-from corehq.doctypemigrations.selection import DocTypeSelection
 
+VERIFIED = {
+    False: "Source and target agree on every migrating doc.",
+    True: "The cleanup kept its promise: the target holds every revision the source deleted, and no "
+          "migrating doc is live in the source.",
+}
 PHASES = ('stats', 'initial', 'continuous', 'verify', 'cleanup', 'erase_continuous_progress')
 
 
@@ -201,35 +205,34 @@ class Command(BaseCommand):
                      f"delete it once you no longer need it.")
 
     def run_continuous(self, migrator, source, target, options):
-        state = states.open_state(migrator, source, target)
-        states.check('continuous', state, migrator.slug)
         tuning = follower.DEFAULT_SETTINGS._replace(
             batch_size=self._page_size(options, follower.DEFAULT_SETTINGS.batch_size),
             heartbeat_seconds=options['heartbeat_seconds'], workers=options['workers'])
-        run = follower.ChangesFollower(source, target, DocTypeSelection(migrator.all_doc_types),
-                                       state, settings=tuning, events=self._events(migrator))
         try:
             with sigterm_as_interrupt():
-                run.run(until_caught_up=options['until_caught_up'])
+                follower.run_continuous(migrator, source, target, tuning, self._events(migrator),
+                                        until_caught_up=options['until_caught_up'])
         except KeyboardInterrupt:
+            state = states.open_state(migrator, source, target)
             self.say(f"Stopped; checkpoint saved at seq {states.latest_checkpoint(state)}")
 
     def run_verify(self, migrator, source, target, options):
-        result = verify.verify(migrator, source, target, page_size=self._page_size(options, 1000),
-                               workers=options['workers'], events=self._events(migrator))
+        result = verify.run_verify(migrator, source, target, page_size=self._page_size(options, 1000),
+                                   workers=options['workers'], events=self._events(migrator))
         counts = result.counts
-        self.stdout.write(", ".join(f"{counts[outcome]} {outcome}" for outcome in verify.OUTCOMES
-                                    if counts[outcome] or outcome in (verify.EQUAL, verify.MISSING,
-                                                                      verify.STALE, verify.EXTRA)))
+        self.stdout.write(", ".join(f"{counts[outcome]} {outcome}"
+                                    for outcome in verify.outcomes_of(result.phase)
+                                    if counts[outcome] or outcome in verify.ALWAYS_SHOWN))
         if verify.is_clean(result):
-            self.say("Source and target agree on every migrating doc.", self.style.SUCCESS)
+            self.say(VERIFIED[verify.is_after_cleanup_started(result.phase)], self.style.SUCCESS)
             return
         self.stdout.write("First differing docs:")
         for doc_id, outcome in result.differing:
             self.stdout.write(f"  {doc_id}: {outcome}")
-        hints = [f"{outcome}: {DIVERGENCE_HINTS[outcome].format(slug=migrator.slug)}"
-                 for outcome in verify.OUTCOMES if outcome != verify.EQUAL and counts[outcome]]
-        raise CommandError("Source and target differ.\n" + "\n".join(hints))
+        hints = [f"{outcome}: {verify_hint(outcome, result.phase, migrator.slug, result.follower_running)}"
+                 for outcome in verify.outcomes_of(result.phase) if outcome not in verify.AGREEING
+                 and counts[outcome]]
+        raise CommandError(f"Source and target differ (phase {result.phase}).\n" + "\n".join(hints))
 
     def run_status(self, migrator, options):
         """Prints the status; its exit code is for monitors (see status.exit_code).
@@ -250,8 +253,9 @@ class Command(BaseCommand):
             raise CommandError(f"{migrator.slug} needs attention: {', '.join(report['attention'])}",
                                returncode=code)
         if code == status.UNREADABLE:
-            raise CommandError(f"{migrator.slug}: the source is unreachable, so whether the follower "
-                               f"keeps up cannot be told", returncode=code)
+            problems = '; '.join(f"the {p['database']}: {p['reason']}" for p in report['couch']['problems'])
+            raise CommandError(f"{migrator.slug}: where it stands cannot be told ({problems})",
+                               returncode=code)
 
     def run_erase_continuous_progress(self, migrator, source, target, options):
         state = states.open_state(migrator, source, target)
@@ -260,22 +264,19 @@ class Command(BaseCommand):
         self.say(f"--continuous will start again at seq {states.original_seq(state)}")
 
     def run_cleanup(self, migrator, source, target, options):
-        state = states.open_state(migrator, source, target)
-        states.check('cleanup', state, migrator.slug)
         dry_run = options['dry_run']
-        if not dry_run:
-            self._confirm_cleanup(migrator, source, options['interactive'])
-            cleanup.begin(migrator, state, source, target, options['canary_wait'])
-        result = cleanup.clean_up(migrator, source, target, page_size=self._page_size(options, 1000),
-                                  dry_run=dry_run, copy_missing=options['copy_missing'],
-                                  events=self._events(migrator), workers=options['workers'])
+        tuning = cleanup.CleanupSettings(page_size=self._page_size(options, 1000), dry_run=dry_run,
+                                         copy_missing=options['copy_missing'], workers=options['workers'],
+                                         canary_wait=options['canary_wait'])
+        result = cleanup.run_cleanup(
+            migrator, source, target, tuning, events=self._events(migrator),
+            confirm=lambda: self._confirm_cleanup(migrator, source, options['interactive']))
         self._report_cleanup(migrator, result, dry_run)
         if dry_run:
             return
         if not cleanup.is_complete(result):
             raise CommandError("Cleanup is not complete: the docs above were left in the source. "
                                "Do not run --continuous again: the cleanup has started.")
-        cleanup.mark_complete(state)
         self.say("Cleanup complete: the migrated docs are only in the target now.", self.style.SUCCESS)
 
     def _confirm_cleanup(self, migrator, source, interactive):
