@@ -176,17 +176,22 @@ def copy_outcome(source, target, change, wanted, target_summary):
 
 
 def explain_stale(source, target, change, target_summary):
-    """Name the cause when only the conflicts differ, and no copy can mend it:
-    live source conflicts the target holds only as deleted, or target leaves
-    the source never had. Anything else is STALE: --continuous is behind."""
+    """Name the cause when no copy can mend the difference: target leaves the
+    source never had, built on what the source has (an edit made in the
+    target); or live source conflicts the target holds only as deleted.
+    Anything else is STALE: --continuous is behind."""
     source_summary = _source_summary(change)
-    if source_summary[:2] != target_summary[:2] or source_summary[3] != target_summary[3]:
+    if source_summary[1] != target_summary[1]:
         return STALE
-    lost, extra = source_summary[2] - target_summary[2], target_summary[2] - source_summary[2]
-    if lost and not extra and not _missing(target, change.id, lost):
-        return CONFLICT_DELETED
-    if extra and not lost and _missing(source, change.id, extra) == extra:
+    source_leaves = {source_summary[0]} | source_summary[2]
+    target_leaves = {target_summary[0]} | target_summary[2]
+    lost, extra = source_leaves - target_leaves, target_leaves - source_leaves
+    if lost and _missing(target, change.id, lost):
+        return STALE  # the source has revisions the target lacks
+    if extra and _missing(source, change.id, extra) == extra:
         return TARGET_ONLY
+    if lost and not extra:
+        return CONFLICT_DELETED
     return STALE
 
 
@@ -215,15 +220,30 @@ def cleanup_outcomes(source, target, selection, changes):
 def _deletions_the_target_lacks(source, target, changes):
     """Ids of docs whose source tombstones sit on a revision the target does
     not know: the source had a revision the target never got, then deleted it.
-    (A tombstone of a doc created deleted has no parent to check.)"""
+
+    A tombstone is accounted for when the target holds it or the revision it
+    deleted. pouchdb-server's ``_revs_diff`` also calls an ancestor known only
+    from a history (no body) missing, where CouchDB does not; such a revision
+    is one the source cannot show either, so only what the source holds with
+    its body counts. (A tombstone of a doc created deleted has no parent.)
+    """
     tombstones, _gone = source.bulk_get([(c.id, rev) for c in changes for rev in c.leaf_revs],
                                         attachments=False)
-    parents = {}
-    for doc in tombstones:
-        parent = _parent_rev(doc['_revisions'])
-        if parent:
-            parents.setdefault(doc['_id'], []).append(parent)
-    return set(target.revs_diff(parents)) if parents else set()
+    deleted = [(doc['_id'], doc['_rev'], _parent_rev(doc['_revisions'])) for doc in tombstones]
+    deleted = [(doc_id, rev, parent) for doc_id, rev, parent in deleted if parent]
+    if not deleted:
+        return set()
+    lacking = _missing_pairs(target, [(i, r) for i, rev, parent in deleted for r in (rev, parent)])
+    unseen = _missing_pairs(source, [(doc_id, parent) for doc_id, _rev, parent in deleted])
+    return {doc_id for doc_id, rev, parent in deleted
+            if (doc_id, rev) in lacking and (doc_id, parent) in lacking and (doc_id, parent) not in unseen}
+
+
+def _missing_pairs(db, pairs):
+    revs = {}
+    for doc_id, rev in pairs:
+        revs.setdefault(doc_id, []).append(rev)
+    return {(doc_id, rev) for doc_id, entry in db.revs_diff(revs).items() for rev in entry.get('missing', ())}
 
 
 def _parent_rev(revisions):

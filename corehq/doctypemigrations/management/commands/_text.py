@@ -24,10 +24,11 @@ VERIFY_HINTS = {
         "Repair: resolve the conflict in the source (./manage.py delete_doc_conflicts {slug}), "
         "then " + _CONTINUOUS + " copies the resolution."),
     verify.TARGET_ONLY: (
-        _BY_HAND + "the target has a leaf the source never had (an edit made in the target after "
-        "the flip, or the old branch of a doc edited past the source's revs_limit while no "
-        "--continuous ran). Keep it if it is an edit made in the target; otherwise delete that "
-        "revision in the target (DELETE <target>/<id>?rev=<rev>)."),
+        _BY_HAND + "the target has revisions the source never had: an edit made in the target (after "
+        "the flip, the application's own: nothing to do), or the old branch of a doc edited past the "
+        "source's revs_limit while no --continuous ran. A conflict leaf that does not belong there "
+        "is deleted in the target by hand (DELETE <target>/<id>?rev=<rev>); an edit the target "
+        "built on the source's winner cannot be undone, only edited again."),
     verify.EXTRA: (
         _BY_HAND + "the target holds a live doc the source never had, written to the target "
         "directly. Delete it in the target (DELETE <target>/<id>?rev=<rev>) unless it belongs "
@@ -38,12 +39,12 @@ VERIFY_HINTS = {
         "--copy-missing`, which copies the revisions the target lacks (adding, never "
         "overwriting) and then deletes the doc from the source."),
     verify.DELETED_UNCOPIED: (
-        _BY_HAND + "the source holds a revision of this doc that the target never got, then "
-        "deleted it (old code writing to the source after --continuous stopped). Compare that "
-        "revision (GET <source>/<id>?open_revs=all&revs=true) with the target's doc and apply "
-        "what matters to the target; then copy the source's deleted branch into the target "
-        "(POST /_replicate with \"doc_ids\": [<id>]: a deleted branch never replaces the "
-        "target's live doc) and verify again."),
+        _BY_HAND + "the source holds a revision of this doc that the target never got, and then "
+        "deleted the doc (old code writing to the source after --continuous stopped); the target "
+        "still has it live. See what changed (GET <source>/<id>?open_revs=all&revs=true) and "
+        "decide: to apply the source's edit and deletion, copy its branch into the target (POST "
+        "/_replicate with \"doc_ids\": [<id>]; a doc edited in the target since stays live, its "
+        "live leaf wins), which clears this report; to keep the doc, leave it."),
 }
 # Before the initial phase is complete, --continuous and delete_doc_conflicts
 # are refused: the repair is to finish it.
