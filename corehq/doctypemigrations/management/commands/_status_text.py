@@ -29,9 +29,12 @@ def render_text(status):
             lines += [f"    {r['doc_id']} {r['rev']}: {r['error']} ({r['reason']})"
                       for r in status['refusals']]
     messages = attention_messages(status)
-    lines.append("Attention needed:" if messages else "Nothing needs attention.")
+    unreadable = [f"the {p['database']} database: {p['reason']}" for p in status['couch']['problems']]
+    if unreadable:
+        lines.append("Cannot be told, since it cannot read " + "; ".join(unreadable) + ".")
+    lines.append("Attention needed:" if messages else "" if unreadable else "Nothing needs attention.")
     lines += [f"  - {message}" for message in messages]
-    return '\n'.join(lines)
+    return '\n'.join(line for line in lines if line)
 
 
 def attention_messages(status):
