@@ -185,7 +185,7 @@ def clear_heartbeat(project):
     """If the follower had to be killed, its heartbeat would block --cleanup for
     90 s; the bench owns this state database, so it just clears it."""
     with sqlite3.connect(project.state_path) as conn:
-        conn.execute("UPDATE doctypemigrations_doctypemigration SET continuous_heartbeat = NULL")
+        conn.execute("UPDATE doctypemigrations_doctypemigration SET heartbeat_at = NULL")
 
 
 def measure_lag(project, server, rate, seconds):

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 
-from corehq.doctypemigrations import state as states, status
+from corehq.doctypemigrations import claim as claims
+from corehq.doctypemigrations import status
 # The page is a view of the status like --status, so it takes the same words:
 # one text module of the command layer renders the core's data for both.
 from corehq.doctypemigrations.management.commands._status_text import attention_messages, summary_rows
@@ -43,10 +44,10 @@ class CheckpointInline(ReadOnly, admin.TabularInline):
 
 @admin.register(DocTypeMigration)
 class DocTypeMigrationAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ('slug', 'phase', 'docs_dumped', 'docs_loaded', 'refused', 'continuous_heartbeat',
+    list_display = ('slug', 'phase', 'docs_dumped', 'docs_loaded', 'refused', 'heartbeat_at',
                     'created')
     readonly_fields = ('slug', 'phase', 'identity', 'original_seq', 'dump_path', 'dump_since', 'dump_offset',
-                       'load_offset', 'follower_owner', 'continuous_heartbeat', 'created')
+                       'load_offset', 'runner', 'heartbeat_at', 'created')
     fieldsets = [('Recorded state', {'fields': readonly_fields})]
     inlines = [CheckpointInline]
     actions = None  # a bulk delete would bypass the check of each row
@@ -69,7 +70,7 @@ def why_not_deletable(obj):
     if obj.phase in (CLEANING, CLEANED):
         return ("its cleanup has started: forgetting the phase would let --continuous run again "
                 "and copy the cleanup's deletions into the target")
-    running = states.running_action(obj)
+    running = claims.running_action(obj)
     if running:
         return f"a --{running} is running (its heartbeat is fresh): stop it first"
     return None

@@ -18,11 +18,11 @@ import time
 import uuid
 from collections import namedtuple
 
+from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
 from corehq.doctypemigrations.errors import CleanupRefused
 from corehq.doctypemigrations.events import Events
-from corehq.doctypemigrations.heartbeat import running
 from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.loader import DocError, delete_revs, live_leaf_revs, write_docs
 from corehq.doctypemigrations.models import CLEANED, CLEANING, FOLLOWING
@@ -53,7 +53,7 @@ def run_cleanup(migrator, source, target, settings=CleanupSettings(), events=Non
     if settings.dry_run:
         return clean_up(migrator, source, target, settings, events)
     confirm()
-    with running(state, states.CLEANUP):
+    with claims.running(state, claims.CLEANUP):
         refuse_if_copying(source, target, migrator.all_doc_types[0], settings.canary_wait)
         if state.phase == FOLLOWING:
             # before the first deletion: a follower that commits after this stops without writing

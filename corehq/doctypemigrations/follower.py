@@ -18,11 +18,11 @@ deletions must never reach the target, which is the live database by then.
 import time
 from collections import namedtuple
 
+from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
 from corehq.doctypemigrations.errors import ContinuousWriteFailed, FollowerStopped
 from corehq.doctypemigrations.events import Events
-from corehq.doctypemigrations.heartbeat import running
 from corehq.doctypemigrations.inflight import DEFAULT_WORKERS
 from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs
 from corehq.doctypemigrations.models import FOLLOWING
@@ -32,7 +32,7 @@ from corehq.doctypemigrations.transfer import copy_missing
 FollowSettings = namedtuple(
     'FollowSettings', 'batch_size batch_seconds max_wait heartbeat_ms heartbeat_seconds attachment_bytes '
                       'workers',
-    defaults=(states.HEARTBEAT_SECONDS, ATTACHMENT_BUDGET, DEFAULT_WORKERS))
+    defaults=(claims.HEARTBEAT_SECONDS, ATTACHMENT_BUDGET, DEFAULT_WORKERS))
 DEFAULT_SETTINGS = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=30.0, heartbeat_ms=5000)
 
 # A doc whose target copy differs from the source in a way no copy can mend.
@@ -93,7 +93,7 @@ class ChangesFollower:
         policy, as long as the databases' budget allows (--continuous: for
         ever); Ctrl-C commits what was read, then stops.
         """
-        with running(self.state, states.CONTINUOUS, self.settings.heartbeat_seconds) as heartbeat:
+        with claims.running(self.state, claims.CONTINUOUS, self.settings.heartbeat_seconds) as heartbeat:
             self._heartbeat = heartbeat
             try:
                 self._follow(stop, until_caught_up)

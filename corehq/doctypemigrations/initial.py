@@ -16,6 +16,7 @@ import os
 import shutil
 from collections import namedtuple
 
+from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import dumpfile, state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET, fetch_bounded, with_data
 from corehq.doctypemigrations.errors import DumpFileError, LoadFailed, NotEnoughDiskSpace
@@ -23,7 +24,6 @@ from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, SizesByBytes, ord
 from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.events import Events
-from corehq.doctypemigrations.heartbeat import running
 from corehq.doctypemigrations.selection import (
     DocTypeSelection, feed_length, fetch_leaves, has_doc_type_view, scan_changes, scan_doc_type_view,
 )
@@ -65,7 +65,7 @@ def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, 
                          source_info)
     if state is None:
         state = states.create(migrator, ident, source_info['update_seq'])
-    with running(state, states.INITIAL):
+    with claims.running(state, claims.INITIAL):
         state.refresh_from_db()  # another run may have moved it on before this one got the claim
         states.check('initial', state, migrator.slug)
         return _dump_and_load(state, migrator, source, target, dump_path, settings, events or Events(),

@@ -21,9 +21,9 @@ class DocTypeMigration(models.Model):
     docs_dumped = models.BigIntegerField(default=0)
     load_offset = models.BigIntegerField(default=0)
     docs_loaded = models.BigIntegerField(default=0)
-    continuous_heartbeat = models.DateTimeField(null=True, blank=True)
-    # host:pid:nonce of the --continuous run holding the follower's claim.
-    follower_owner = models.CharField(max_length=200, null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # host:pid:nonce:phase of the run holding the migration's claim (see claim.py).
+    runner = models.CharField(max_length=200, null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):

@@ -8,17 +8,11 @@ back unchanged: they are opaque.
 """
 import hashlib
 import json
-import os
-import socket
-import uuid
-from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
 
 from corehq.doctypemigrations.errors import (
-    CleanupRefused, FingerprintMismatch, InitialAlreadyComplete, MigrationBusy, NotReadyToFollow,
+    CleanupRefused, FingerprintMismatch, InitialAlreadyComplete, NotReadyToFollow,
     PhaseRefused,
 )
 from corehq.doctypemigrations.models import (
@@ -29,8 +23,6 @@ from corehq.doctypemigrations.models import (
 NEW = 'new'
 INITIAL_COMPLETE = (FOLLOWING, CLEANING, CLEANED)
 CHECKPOINTS_KEPT = 20
-HEARTBEAT_SECONDS = 10  # a running --continuous beats this often, even inside a stalled request
-HEARTBEAT_MAX_AGE = 90  # seconds; an older heartbeat belongs to a run that is gone
 
 
 # -- identity ----------------------------------------------------------------
@@ -255,106 +247,3 @@ def reset_checkpoint_to_original(state):
     recorded before the dump, which is always safe (copies are idempotent)."""
     state.checkpoints.all().delete()
     _add_checkpoint(state, state.original_seq)
-
-
-# -- the one process working on a migration ------------------------------------------
-# --initial, --continuous and --cleanup each hold the migration's one claim
-# while they run, renewed by a heartbeat: two runs of one phase never
-# interleave, a cleanup never starts beside a follower, and --status tells a
-# phase that is running from one that stopped.
-
-INITIAL, CONTINUOUS, CLEANUP = 'initial', 'continuous', 'cleanup'
-
-
-def new_owner(action=CONTINUOUS):
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{action}"
-
-
-def claim(state, owner, max_age=HEARTBEAT_MAX_AGE):
-    """Make ``owner`` the migration's one runner, or raise MigrationBusy.
-
-    The claim is a compare-and-swap on the previous owner, so of two runs
-    starting at once only one gets it. A claim is free when its heartbeat is
-    older than ``max_age`` or its process is gone from this host.
-    """
-    state.refresh_from_db(fields=['follower_owner', 'continuous_heartbeat'])
-    holder, beat_at = state.follower_owner, state.continuous_heartbeat
-    if holder and _is_fresh(beat_at, max_age) and process_may_live(holder):
-        raise _busy(state.slug, owner, holder, beat_at, max_age)
-    now = timezone.now()
-    holder_is = Q(follower_owner=holder) if holder else Q(follower_owner__isnull=True) | Q(follower_owner='')
-    claimed = DocTypeMigration.objects.filter(holder_is, id=state.id).update(
-        follower_owner=owner, continuous_heartbeat=now)
-    if not claimed:
-        state.refresh_from_db(fields=['follower_owner', 'continuous_heartbeat'])
-        raise _busy(state.slug, owner, state.follower_owner, state.continuous_heartbeat, max_age)
-    state.follower_owner, state.continuous_heartbeat = owner, now
-
-
-def _busy(slug, claimant, holder, beat_at, max_age):
-    host, pid = owner_host_pid(holder)
-    age = (timezone.now() - beat_at).total_seconds() if beat_at else 0
-    running, wanted = owner_action(holder), owner_action(claimant)
-    if wanted == CLEANUP and running == CONTINUOUS:
-        return CleanupRefused("A --continuous run is active (its heartbeat is fresh): stop it with Ctrl-C "
-                              "first, or the cleanup's deletions would reach the target.")
-    rule = ("only one may follow at a time" if running == wanted == CONTINUOUS else
-            f"only one process works on a migration at a time, so --{wanted} waits for it")
-    return MigrationBusy(
-        f"Another --{running} of {slug!r} is running (pid {pid} on {host}, last heartbeat "
-        f"{age:.0f}s ago): {rule}. Stop it first (Ctrl-C) or let it finish. If it was killed, its "
-        f"claim lapses {max_age}s after its last heartbeat (at once on the same host).")
-
-
-def owner_action(owner):
-    """Which phase a claim's owner runs (claims from before they said: --continuous)."""
-    parts = (owner or '').split(':')
-    return parts[3] if len(parts) > 3 else CONTINUOUS
-
-
-def owner_host_pid(owner):
-    parts = (owner or '').split(':')
-    return (parts[0] if parts else '?'), (parts[1] if len(parts) > 1 else '?')
-
-
-def process_may_live(owner):
-    """False only when the owner ran on this host and its pid is gone."""
-    host, pid = owner_host_pid(owner)
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def beat(state, owner):
-    """Renew ``owner``'s heartbeat; False when another run holds the claim now."""
-    now = timezone.now()
-    if DocTypeMigration.objects.filter(id=state.id, follower_owner=owner).update(continuous_heartbeat=now):
-        return True
-    holder = DocTypeMigration.objects.filter(id=state.id).values_list('follower_owner', flat=True).first()
-    return not holder or holder == owner
-
-
-def release(state, owner):
-    DocTypeMigration.objects.filter(id=state.id, follower_owner=owner).update(
-        follower_owner=None, continuous_heartbeat=None)
-
-
-def running_action(state, max_age=HEARTBEAT_MAX_AGE):
-    """The phase a live run is working on now (INITIAL, CONTINUOUS or
-    CLEANUP), or None when no claim is fresh."""
-    if state is None:
-        return None
-    state.refresh_from_db(fields=['continuous_heartbeat', 'follower_owner'])
-    if _is_fresh(state.continuous_heartbeat, max_age) and process_may_live(state.follower_owner):
-        return owner_action(state.follower_owner)
-    return None
-
-
-def _is_fresh(beat_at, max_age):
-    return beat_at is not None and timezone.now() - beat_at < timedelta(seconds=max_age)

@@ -14,6 +14,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.couch import CouchDB, CouchError, CouchUnauthorized, CouchUnreachable, DatabaseMissing
 from corehq.doctypemigrations.models import CLEANING, DUMPING, FOLLOWING, LOADING
@@ -150,16 +151,14 @@ def heartbeat(row, now=None):
     """The claim of the run working on the migration: its heartbeat's age,
     its owner, which phase it runs (``action``) and whether it is fresh."""
     now = now or timezone.now()
-    beat_at = row.continuous_heartbeat if row is not None else None
-    owner = row.follower_owner if row is not None else None
-    host, pid = states.owner_host_pid(owner) if owner else (None, None)
-    age = _age(beat_at, now) if beat_at else None
-    # The same rule as a second run uses: young enough, and not a process
-    # known to be gone from this host.
-    fresh = age is not None and age < states.HEARTBEAT_MAX_AGE and states.process_may_live(owner)
-    return {'at': beat_at.isoformat() if beat_at else None, 'age_seconds': age,
-            'owner': {'host': host, 'pid': pid} if owner else None, 'fresh': fresh,
-            'action': states.owner_action(owner) if owner else None}
+    beat_at = row.heartbeat_at if row is not None else None
+    owner = row.runner if row is not None else None
+    host, pid = claims.owner_host_pid(owner) if owner else (None, None)
+    return {'at': beat_at.isoformat() if beat_at else None,
+            'age_seconds': _age(beat_at, now) if beat_at else None,
+            'owner': {'host': host, 'pid': pid} if owner else None,
+            'fresh': claims.is_fresh(owner, beat_at, now),
+            'action': claims.owner_action(owner) if owner else None}
 
 
 def _age(moment, now):
@@ -340,7 +339,7 @@ def _add_eta(status, row, now, info):
         status['eta_seconds'], status['eta_basis'] = _dump_eta(row, left, info, now), 'dump rate'
     elif phase == LOADING and not status['refusals']:
         status['eta_seconds'], status['eta_basis'] = _load_eta(row, now), 'initial rate'
-    elif phase == FOLLOWING and _running(status['heartbeat']) == states.CONTINUOUS \
+    elif phase == FOLLOWING and _running(status['heartbeat']) == claims.CONTINUOUS \
             and status['pending'] is not None:
         status['eta_seconds'], status['eta_basis'] = _follow_eta(status), 'checkpoints'
 
@@ -387,11 +386,11 @@ def _attention(status, max_pending):
     phase, running = status['phase'], _running(status['heartbeat'])
     if status['refusals']:
         reasons.append(REFUSED_DOCS)
-    elif phase in (DUMPING, LOADING) and running != states.INITIAL:
+    elif phase in (DUMPING, LOADING) and running != claims.INITIAL:
         reasons.append(INITIAL_STOPPED)
-    if phase == FOLLOWING and running not in (states.CONTINUOUS, states.CLEANUP):
+    if phase == FOLLOWING and running not in (claims.CONTINUOUS, claims.CLEANUP):
         reasons.append(FOLLOWER_DEAD)
-    if phase == CLEANING and running != states.CLEANUP:
+    if phase == CLEANING and running != claims.CLEANUP:
         reasons.append(CLEANUP_STOPPED)
     if status['pending'] is not None and status['pending'] > max_pending:
         reasons.append(BEHIND)

@@ -20,6 +20,7 @@ cleanup, for live docs the source never had.
 """
 from collections import Counter, namedtuple
 
+from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
@@ -52,7 +53,7 @@ def run_verify(migrator, source, target, page_size=1000, keep=20, workers=1, eve
     state = states.open_state(migrator, source, target)
     result = verify(migrator, source, target, states.phase(state), page_size, keep, workers, events)
     # which repair a hint can name: a second --continuous would be refused
-    return result._replace(follower_running=states.running_action(state) == states.CONTINUOUS)
+    return result._replace(follower_running=claims.running_action(state) == claims.CONTINUOUS)
 
 
 def verify(migrator, source, target, phase=states.NEW, page_size=1000, keep=20, workers=1, events=None):

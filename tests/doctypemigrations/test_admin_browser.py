@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 
+from corehq.doctypemigrations import claim as claims
 from corehq.couchsettings import CouchSettingsHelper
 from corehq.doctypemigrations import state as states, status
 from corehq.doctypemigrations.migrator_instances import users_migration
@@ -101,10 +102,10 @@ def test_delete_warns_and_is_refused_once_the_cleanup_started_or_a_follower_runs
     row = recorded(FOLLOWING, checkpoint='7')
     confirm = admin_client.get(f"{CHANGELIST}{row.pk}/delete/")
     assert confirm.status_code == 200 and 'forgets its phase' in confirm.content.decode()
-    states.claim(row, states.new_owner())
+    claims.claim(row, claims.new_owner())
     assert admin_client.get(f"{CHANGELIST}{row.pk}/delete/").status_code == 403
     assert 'a --continuous is running' in admin_client.get(change_url(row)).content.decode()
-    states.release(row, row.follower_owner)
+    claims.release(row, row.runner)
     row.phase = CLEANING
     row.save()
     assert admin_client.post(f"{CHANGELIST}{row.pk}/delete/", {'post': 'yes'}).status_code == 403

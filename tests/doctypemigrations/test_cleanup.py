@@ -4,6 +4,7 @@ import subprocess
 import pytest
 from django.core.management.base import CommandError
 
+from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.cleanup import CleanupRefused, CleanupSettings, refuse_if_copying
 from corehq.doctypemigrations.migrator_instances import users_migration
@@ -90,7 +91,7 @@ def test_continuous_refuses_after_cleanup(migration_dbs):
 def test_cleanup_refuses_while_a_heartbeat_is_fresh(migration_dbs):
     source, _ = migration_dbs
     migrated_and_flipped(source)
-    states.claim(states.get(users_migration.slug), 'another-host:4242:abc')
+    claims.claim(states.get(users_migration.slug), 'another-host:4242:abc:continuous')
     with pytest.raises(CommandError, match='heartbeat is fresh'):
         run('user_db_migration', '--cleanup', '--noinput', '--canary-wait', '0')
     assert source.get('m0') is not None

@@ -55,7 +55,7 @@ def wait_for_line(proc, text, limit=60):
 
 def state_row(tmp_path):
     with sqlite3.connect(tmp_path / 'state.sqlite3') as conn:
-        return conn.execute("SELECT phase, continuous_heartbeat, follower_owner FROM "
+        return conn.execute("SELECT phase, heartbeat_at, runner FROM "
                             "doctypemigrations_doctypemigration").fetchone()
 
 

@@ -331,7 +331,7 @@ def test_ctrl_c_during_continuous_saves_the_checkpoint(migration_dbs, subprocess
                       'from corehq.doctypemigrations import state as states; '
                       'from corehq.doctypemigrations.migrator_instances import users_migration as m; '
                       's = states.get(m.slug); '
-                      'print(states.latest_checkpoint(s), s.continuous_heartbeat)', cwd=tmp_path)
+                      'print(states.latest_checkpoint(s), s.heartbeat_at)', cwd=tmp_path)
     seq, heartbeat = saved.stdout.split()[-2:]
     assert last_line.endswith(seq) and heartbeat == 'None'  # the heartbeat stops with it
 

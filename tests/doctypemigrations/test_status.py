@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from corehq.doctypemigrations import claim as claims
 from corehq.couchsettings import CouchSettingsHelper
 from corehq.doctypemigrations import state as states, status
 from corehq.doctypemigrations.events import Events
@@ -273,7 +274,7 @@ def test_following_with_a_live_follower(follower_process, subprocess_env, tmp_pa
     assert code == 0, stderr
     assert report['phase'] == 'following' and report['attention'] == []
     heartbeat = report['heartbeat']
-    assert heartbeat['fresh'] is True and heartbeat['age_seconds'] < states.HEARTBEAT_MAX_AGE
+    assert heartbeat['fresh'] is True and heartbeat['age_seconds'] < claims.HEARTBEAT_MAX_AGE
     assert heartbeat['owner']['pid'] == str(follower_process.pid)
     assert report['checkpoint']['seq'] is not None and report['checkpoint']['at']
     assert 0 <= report['pending'] <= feed_replays and report['pending_lower_bound'] is False
@@ -315,7 +316,7 @@ def following(migration_dbs):
     time.sleep(0.05)  # two checkpoints with some time between them
     run(SLUG, '--continuous', '--until-caught-up')
     row = states.get(SLUG)
-    states.claim(row, states.new_owner())
+    claims.claim(row, claims.new_owner())
     return source, row
 
 

@@ -3,6 +3,7 @@ reason in any phase, a phase that stopped without finishing needs attention
 and names the command to run, and "Nothing needs attention" only when so."""
 import pytest
 
+from corehq.doctypemigrations import claim as claims
 from corehq.couchsettings import CouchSettingsHelper
 from corehq.doctypemigrations import state as states, status
 from corehq.embedded_couch.server import free_port
@@ -76,7 +77,7 @@ def test_an_initial_that_is_running_needs_no_attention_and_one_that_stopped_does
     assert code == 1 and report['attention'] == [status.INITIAL_STOPPED]
     assert f"run_doctype_migration {SLUG} --initial" in status_text()[0]
     row = states.get(SLUG)
-    states.claim(row, 'another-host:4242:abc:initial')  # an --initial running elsewhere
+    claims.claim(row, 'another-host:4242:abc:initial')  # an --initial running elsewhere
     report, code = status_json()
     assert code == 0 and report['attention'] == [] and report['heartbeat']['action'] == 'initial'
     assert 'Nothing needs attention.' in status_text()[0]
@@ -87,7 +88,7 @@ def test_a_second_initial_is_refused_while_one_runs(migration_dbs):
     source, target = migration_dbs
     seed(source, n=40)
     dump_killed(source, target)
-    states.claim(states.get(SLUG), 'another-host:4242:abc:initial')
+    claims.claim(states.get(SLUG), 'another-host:4242:abc:initial')
     with pytest.raises(CommandError, match='Another --initial .* is running'):
         run(SLUG, '--initial')
     assert states.get(SLUG).phase == 'dumping'
@@ -97,10 +98,10 @@ def test_a_cleanup_that_stopped_needs_attention_and_a_running_one_does_not(migra
     source, _ = migration_dbs
     migrated(source)
     row = states.get(SLUG)
-    states.claim(row, 'another-host:4242:abc:cleanup')  # a cleanup running elsewhere, still in following
+    claims.claim(row, 'another-host:4242:abc:cleanup')  # a cleanup running elsewhere, still in following
     report, code = status_json()
     assert code == 0 and report['attention'] == []
-    states.release(row, 'another-host:4242:abc:cleanup')
+    claims.release(row, 'another-host:4242:abc:cleanup')
     states.set_phase(row, 'cleaning')  # as a cleanup killed after its first deletion leaves it
     report, code = status_json()
     assert code == 1 and report['attention'] == [status.CLEANUP_STOPPED]
