@@ -15,13 +15,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 
-from corehq.doctypemigrations import claim as claims
-from corehq.doctypemigrations import status
-# The page is a view of the status like --status, so it takes the same words:
-# one text module of the command layer renders the core's data for both.
-from corehq.doctypemigrations.management.commands._status_text import attention_messages, summary_rows
+from corehq.doctypemigrations import state as states, status
+from corehq.doctypemigrations.errors import PhaseRefused
+# The page is a view of the status like --status, so it takes the same words.
+from corehq.doctypemigrations.status_text import attention_messages, summary_rows
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug
-from corehq.doctypemigrations.models import CLEANED, CLEANING, DocTypeMigration, DocTypeMigrationCheckpoint
+from corehq.doctypemigrations.models import DocTypeMigration, DocTypeMigrationCheckpoint
 
 
 class ReadOnly:
@@ -67,12 +66,10 @@ class DocTypeMigrationAdmin(ReadOnly, admin.ModelAdmin):
 
 
 def why_not_deletable(obj):
-    if obj.phase in (CLEANING, CLEANED):
-        return ("its cleanup has started: forgetting the phase would let --continuous run again "
-                "and copy the cleanup's deletions into the target")
-    running = claims.running_action(obj)
-    if running:
-        return f"a --{running} is running (its heartbeat is fresh): stop it first"
+    try:
+        states.check_deletable(obj)
+    except PhaseRefused as refused:
+        return str(refused)
     return None
 
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10  # a running phase beats this often, even inside a stalled request
 HEARTBEAT_MAX_AGE = 90  # seconds; an older heartbeat belongs to a run that is gone
-INITIAL, CONTINUOUS, CLEANUP = 'initial', 'continuous', 'cleanup'
+INITIAL, CONTINUOUS, CLEANUP, ERASE = 'initial', 'continuous', 'cleanup', 'erase-continuous-progress'
 
 
 # -- owners ---------------------------------------------------------------------------

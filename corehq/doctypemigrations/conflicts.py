@@ -1,12 +1,20 @@
 """Resolve conflicts of migrating docs in the source by keeping each winner."""
 from collections import namedtuple
 
+from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.loader import delete_revs
 from corehq.doctypemigrations.selection import migrating_leaves
 
 ConflictResult = namedtuple('ConflictResult', 'docs leaves_deleted errors')
 STAGE = 'Deleting conflicts'
+
+
+def run_delete_doc_conflicts(migrator, source, target, page_size=1000, events=None):
+    """The delete_doc_conflicts entry point: its gate (after --initial: it
+    belongs to the cleanup), then the deletions in the source."""
+    states.check('delete_doc_conflicts', states.open_state(migrator, source, target), migrator.slug)
+    return delete_doc_conflicts(source, migrator.all_doc_types, page_size, events)
 
 
 def delete_doc_conflicts(source, doc_types, page_size=1000, events=None):

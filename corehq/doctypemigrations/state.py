@@ -11,8 +11,9 @@ import json
 
 from django.db import transaction
 
+from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations.errors import (
-    CleanupRefused, FingerprintMismatch, InitialAlreadyComplete, NotReadyToFollow,
+    CleanupRefused, FingerprintMismatch, InitialAlreadyComplete, MigrationBusy, NotReadyToFollow,
     PhaseRefused,
 )
 from corehq.doctypemigrations.models import (
@@ -157,6 +158,14 @@ GATES = {
     }),
 }
 GATES['erase_continuous_progress'] = GATES['continuous']
+# The admin's delete of a migration's state (to start it over).
+GATES['delete_state'] = ({DUMPING, LOADING, FOLLOWING}, PhaseRefused, {
+    NEW: "{slug!r} has no recorded state to delete.",
+    CLEANING: "its cleanup has started: forgetting the phase would let --continuous run again "
+              "and copy the cleanup's deletions into the target",
+    CLEANED: "its cleanup has started: forgetting the phase would let --continuous run again "
+             "and copy the cleanup's deletions into the target",
+})
 for _allowed, _error, _messages in GATES.values():
     for _phase in (DUMPING, LOADING):
         _messages.setdefault(_phase, _messages.get(NEW))
@@ -168,6 +177,15 @@ def check(action, state, slug):
     current = phase(state)
     if current not in allowed:
         raise error(messages[current].format(slug=slug))
+
+
+def check_deletable(state):
+    """Whether the admin may delete a migration's state to start it over:
+    never once its cleanup started, nor while a run works on it."""
+    check('delete_state', state, state.slug if state is not None else '')
+    running = claims.running_action(state)
+    if running:
+        raise MigrationBusy(f"a --{running} is running (its heartbeat is fresh): stop it first")
 
 
 def initial_complete(state):
@@ -239,6 +257,17 @@ def save_checkpoint(state, seq):
 
 def _add_checkpoint(state, encoded_seq):
     DocTypeMigrationCheckpoint.objects.create(migration=state, seq=encoded_seq)
+
+
+def erase_continuous_progress(migrator, source, target):
+    """The --erase-continuous-progress entry point: its gate, then the reset,
+    holding the migration's claim so that no --continuous runs meanwhile (its
+    next checkpoint would undo the reset). Returns the seq it starts at now."""
+    state = open_state(migrator, source, target)
+    check('erase_continuous_progress', state, migrator.slug)
+    with claims.running(state, claims.ERASE):
+        reset_checkpoint_to_original(state)
+    return original_seq(state)
 
 
 @transaction.atomic

@@ -4,7 +4,7 @@
 and, where it helps, a few quick reads of the source. It never writes, and it
 takes the state row as read by slug alone (``state.get``): a status has to
 answer even when the settings no longer match the fingerprint. Its words are
-the command layer's (``management/commands/_status_text.py``).
+``status_text.py``'s, shared by ``--status`` and the admin page.
 
 Seqs are only ever passed back to the server: the changes after the last
 checkpoint are counted by asking the feed for them, never by subtracting.

@@ -81,6 +81,7 @@ RUNS = {
     'erase_continuous_progress': {FOLLOWING},
     'cleanup': {FOLLOWING, CLEANING, CLEANED},
     'delete_doc_conflicts': {FOLLOWING, CLEANING, CLEANED},
+    'delete_state': {DUMPING, LOADING, FOLLOWING},  # the admin's delete, to start over
 }
 
 
@@ -95,5 +96,15 @@ def test_every_gate_in_every_phase(row, action, phase):
     else:
         with pytest.raises(PhaseRefused) as refused:
             states.check(action, state, 'm')
-        assert "'m'" in str(refused.value)
+        why = str(refused.value)
+        assert ("cleanup has started" in why or "no recorded state" in why if action == 'delete_state'
+                else "'m'" in why)
     assert set(states.GATES) == set(RUNS)
+
+
+def test_the_admin_may_not_delete_a_state_while_a_run_holds_it(row):
+    states.set_phase(row, FOLLOWING)
+    states.check_deletable(row)
+    claims.claim(row, f"{ELSEWHERE}:continuous")
+    with pytest.raises(MigrationBusy, match='a --continuous is running'):
+        states.check_deletable(row)

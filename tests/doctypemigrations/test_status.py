@@ -24,7 +24,7 @@ from corehq.doctypemigrations import state as states, status
 from corehq.doctypemigrations.events import Events
 from corehq.couch import CouchDB
 from corehq.doctypemigrations.initial import run_initial
-from corehq.doctypemigrations.management.commands._status_text import render_text
+from corehq.doctypemigrations.status_text import render_text
 from corehq.doctypemigrations.migrator_instances import users_migration
 from corehq.doctypemigrations.stats import doc_types_total
 from corehq.embedded_couch.server import free_port

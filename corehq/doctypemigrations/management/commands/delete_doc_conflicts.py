@@ -1,13 +1,10 @@
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from corehq.doctypemigrations import state as states
-from corehq.doctypemigrations.conflicts import delete_doc_conflicts
-from corehq.couch import CouchDB
+from corehq.doctypemigrations.conflicts import run_delete_doc_conflicts
 from corehq.couch.commandline import add_give_up_after, phase_budget
 from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.management.commands._text import describe_errors
-from corehq.doctypemigrations.management.commands.run_doctype_migration import operator_errors
+from corehq.doctypemigrations.management.commands._operator import open_databases, operator_errors
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
 
 
@@ -25,14 +22,10 @@ class Command(BaseCommand):
             migrator = get_migrator_by_slug(slug)
             if migrator is None:
                 raise CommandError(f"Unknown migrator {slug!r}; known: {', '.join(get_migrator_slugs())}")
-            helper = settings.COUCH_SETTINGS_HELPER
-            budget = phase_budget(give_up_after)
-            source = CouchDB(helper.db_url(migrator.source_db_name), retry=budget)
-            target = CouchDB(helper.db_url(migrator.target_db_name), retry=budget)
             with operator_errors():
-                states.check('delete_doc_conflicts', states.open_state(migrator, source, target), slug)
-                result = delete_doc_conflicts(source, migrator.all_doc_types, page_size,
-                                              events=command_events(self, slug, verbosity))
+                source, target = open_databases(migrator, phase_budget(give_up_after))
+                result = run_delete_doc_conflicts(migrator, source, target, page_size,
+                                                  events=command_events(self, slug, verbosity))
             if verbosity:
                 self.stdout.write(f"{slug}: deleted {result.leaves_deleted} losing revisions of "
                                   f"{result.docs} conflicted docs in {source.display_url}")

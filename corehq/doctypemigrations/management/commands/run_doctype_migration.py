@@ -4,23 +4,19 @@ import sys
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError
 
 from corehq.doctypemigrations import (
     cleanup, follower, inflight, initial, state as states, stats, status, verify,
 )
-from corehq.couch import CouchDB, CouchError
 from corehq.couch.commandline import add_give_up_after, phase_budget
-from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
 from corehq.doctypemigrations.dumpfile import describe_position
-from corehq.doctypemigrations.errors import MigrationError
 from corehq.doctypemigrations.management.commands._allocator import keep_memory_flat
+from corehq.doctypemigrations.management.commands._operator import open_databases, operator_errors
 from corehq.doctypemigrations.management.commands._events import command_events
-from corehq.doctypemigrations.management.commands._status_text import render_text
+from corehq.doctypemigrations.status_text import render_text
 from corehq.doctypemigrations.management.commands._text import (
-    count_table, describe_errors, error_text, verify_hint,
+    count_table, describe_errors, verify_hint,
 )
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
 
@@ -52,20 +48,6 @@ def usage_error():
         "./manage.py run_doctype_migration <slug> --initial\n"
         "./manage.py run_doctype_migration <slug> --continuous\n\n"
         f"with with the following slugs:\n\n{slugs}\n")
-
-
-@contextmanager
-def operator_errors():
-    """Every failure the operator can act on becomes one CommandError."""
-    try:
-        yield
-    except (MigrationError, CouchError) as e:
-        raise CommandError(error_text(e))
-    except ImproperlyConfigured as e:
-        raise CommandError(str(e))
-    except DatabaseError as e:
-        raise CommandError(f"The migration state in Django's database is not readable ({e}): "
-                           f"run `./manage.py migrate doctypemigrations {STATE_MIGRATION}` first.")
 
 
 class Command(BaseCommand):
@@ -138,19 +120,13 @@ class Command(BaseCommand):
                                f"--continuous, --verify, --cleanup, --erase-continuous-progress.")
         self.verbosity = options['verbosity']
         with operator_errors():
-            migrator.validate(settings.COUCH_SETTINGS_HELPER)
-            source, target = self._databases(migrator, self._budget(phases[0], options))
+            source, target = open_databases(migrator, self._budget(phases[0], options))
             getattr(self, f"run_{phases[0]}")(migrator, source, target, options)
 
     @staticmethod
     def _budget(phase, options):
         """One budget for the phase's requests to both databases."""
         return phase_budget(options['give_up_after'], never_by_default=phase == 'continuous')
-
-    def _databases(self, migrator, budget):
-        helper = settings.COUCH_SETTINGS_HELPER
-        return (CouchDB(helper.db_url(migrator.source_db_name), retry=budget),
-                CouchDB(helper.db_url(migrator.target_db_name), retry=budget))
 
     def say(self, message, style=None):
         if self.verbosity:
@@ -258,10 +234,8 @@ class Command(BaseCommand):
                                returncode=code)
 
     def run_erase_continuous_progress(self, migrator, source, target, options):
-        state = states.open_state(migrator, source, target)
-        states.check('erase_continuous_progress', state, migrator.slug)
-        states.reset_checkpoint_to_original(state)
-        self.say(f"--continuous will start again at seq {states.original_seq(state)}")
+        seq = states.erase_continuous_progress(migrator, source, target)
+        self.say(f"--continuous will start again at seq {seq}")
 
     def run_cleanup(self, migrator, source, target, options):
         dry_run = options['dry_run']
