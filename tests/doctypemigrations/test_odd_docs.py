@@ -259,3 +259,26 @@ def test_a_cleanup_with_the_view_deletes_a_doc_nested_past_what_the_indexer_take
     assert live_ids(target) == {'c-deep-3000'}
     run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0')
     assert 'c-deep-3000' not in live_ids(source)
+
+
+# -- the by_doc_type view and the counts ------------------------------------------------
+
+OLD_MAP = "function (doc) { if (doc.doc_type) { emit([doc.doc_type, doc._id], null); } }"
+
+
+def test_the_view_emits_string_doc_types_only_and_counts_skip_the_rest_of_an_older_view(migration_dbs):
+    from corehq.doctypemigrations.stats import doc_type_counts
+    source, _target = migration_dbs
+    seed(source, 'o', VIEW_DEPTHS)
+    keys = {row['key'][0] if isinstance(row['key'][0], str) else repr(row['key'][0])
+            for row in source.view('all_docs', 'by_doc_type', reduce=False)['rows']}
+    assert keys == {'CommCareUser', 'WebUser', 'Group', 'CommCareUser-Deleted', 'XFormInstance',
+                    'CommCareUser '}
+    counts = {'CommCareUser': 5, 'WebUser': 1, 'Group': 1, 'CommCareUser-Deleted': 1, 'XFormInstance': 4,
+              'CommCareUser ': 1}
+    assert doc_type_counts(source) == counts
+    ddoc = source.get('_design/all_docs')
+    source.put(dict(ddoc, views={'by_doc_type': {'map': OLD_MAP, 'reduce': '_count'}}))
+    old_keys = [row['key'][0] for row in source.view('all_docs', 'by_doc_type', group_level=1)['rows']]
+    assert ['CommCareUser'] in old_keys and {'doc_type': 'CommCareUser'} in old_keys and 5 in old_keys
+    assert doc_type_counts(source) == counts
