@@ -1,8 +1,7 @@
 """Which documents a migration moves, and reading them with their full history."""
 from collections import namedtuple
 
-import orjson
-
+from corehq.couch import deepjson
 from corehq.doctypemigrations.events import catch_up
 from corehq.doctypemigrations.inflight import SizesByBytes, scaled
 
@@ -70,7 +69,7 @@ def scan_changes(db, page_size, since=None, conflicts=False, max_bytes=PAGE_BYTE
         results = page['results']
         since = page['last_seq']
         if max_bytes:
-            sizes.saw(len(orjson.dumps([row.get('doc') for row in results])), len(results))
+            sizes.saw(len(deepjson.dumps([row.get('doc') for row in results])), len(results))
         yield [parse_change(row) for row in results], since
         if len(results) < limit or page.get('pending') == 0:
             return
