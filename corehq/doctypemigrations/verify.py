@@ -22,6 +22,7 @@ from collections import Counter, namedtuple
 
 from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
+from corehq.doctypemigrations.attachments import attachment_summary
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
 from corehq.doctypemigrations.inflight import ordered, parts
@@ -131,17 +132,10 @@ def _not_replayed(outcomes, previous_page):
 
 def summary(rev, deleted, doc):
     """What must match: the winning rev, the deleted state, the live conflict
-    leaves and the winner's attachments (``doc``: the winner's body, if read)."""
+    leaves and the winner's attachments (revpos, digest, length, content
+    type; ``doc``: the winner's body, if read)."""
     doc = doc or {}
-    return rev, deleted, frozenset(doc.get('_conflicts', ())), attachment_stubs(doc)
-
-
-def attachment_stubs(doc):
-    """Each attachment's name, digest, length, content type and revpos, as
-    CouchDB shows them in a doc read without attachment data."""
-    return frozenset((name, stub.get('digest'), stub.get('length'), stub.get('content_type'),
-                      stub.get('revpos'))
-                     for name, stub in (doc.get('_attachments') or {}).items())
+    return rev, deleted, frozenset(doc.get('_conflicts', ())), frozenset(attachment_summary(doc).items())
 
 
 def winners_with_conflicts(db, doc_ids):
