@@ -66,7 +66,7 @@ def running(args, stop_signal=signal.SIGINT, timeout=60, **popen_kwargs):
         stop(proc, stop_signal, timeout)
 
 
-def wait_for_line(proc, text, limit=60):
+def wait_for_line(proc, text, limit=120):
     """The lines ``proc`` printed up to the first containing ``text``. A process
     silent for ``limit`` seconds is killed: a readline must not block forever."""
     watchdog = threading.Timer(limit, proc.kill)

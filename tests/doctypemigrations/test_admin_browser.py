@@ -137,7 +137,7 @@ def browser(tmp_path):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     try:
-        driver.implicitly_wait(10)
+        driver.implicitly_wait(30)  # a busy machine renders slowly
         yield driver
     finally:
         driver.quit()

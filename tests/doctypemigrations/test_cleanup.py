@@ -109,7 +109,7 @@ def test_the_canary_sees_a_follower_this_state_db_does_not_know(migration_dbs, s
     try:
         wait_for_line(other, 'All caught up')
         with pytest.raises(CleanupRefused, match='canary'):
-            check_not_following(state, source, target, 'CommCareUser', canary_wait=10)
+            check_not_following(state, source, target, 'CommCareUser', canary_wait=60)
     finally:
         stop(other)
     check_not_following(state, source, target, 'CommCareUser', canary_wait=1)

@@ -159,7 +159,7 @@ def test_a_dump_file_of_another_migration_is_refused(migration_dbs):
         run('user_db_migration', '--initial', '--dump-file', 'dump.log')
 
 
-def wait_for(condition, timeout=60):
+def wait_for(condition, timeout=120):
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, 'timed out'
