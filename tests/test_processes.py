@@ -101,3 +101,27 @@ def sleeping(seconds):
     ps = subprocess.run(['ps', '-eo', 'stat=,args='], capture_output=True, text=True, check=True)
     return [line for line in ps.stdout.splitlines()
             if f"sleep {seconds}" in line and not line.startswith('Z')]
+
+
+LEAKING_SESSION = '''
+import subprocess
+import pytest
+
+@pytest.fixture(scope='session')
+def server():
+    yield subprocess.Popen(['sleep', '{seconds}'])  # never stopped
+'''
+
+
+def test_a_session_that_leaves_a_process_running_fails(pytester, monkeypatch):
+    seconds = '317.3'
+    pytester.makeconftest(LEAKING_SESSION.format(seconds=seconds))
+    pytester.makepyfile('def test_uses_the_server(server):\n    assert server.poll() is None\n')
+    monkeypatch.setenv('PYTHONPATH', str(PROJECT_DIR))
+    result = pytester.runpytest_subprocess('-p', 'tests.processes', '-p', 'no:django',
+                                           '-p', 'no:cacheprovider')
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stderr.fnmatch_lines(['*started by the test session were still running at its end*',
+                                 f"*pid *: sleep {seconds}*"])
+    assert not sleeping(seconds)
