@@ -134,7 +134,7 @@ def test_a_running_follower_stops_before_writing_once_cleanup_started(migration_
         source.bulk_docs([{'_id': 'u0', '_rev': u0['_rev'], '_deleted': True}])
         output, _ = follower.communicate(timeout=60)
     finally:
-        stop(follower)
+        stop(follower, signal.SIGKILL)
     assert follower.returncode == 1 and 'stopped without writing' in output
     assert target.get('u0') is not None
 
