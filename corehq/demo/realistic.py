@@ -583,7 +583,9 @@ class _LiveWriter:
         delete(self._take(keep=False))
 
     def _conflict(self, deleted=False):
-        doc = self._take()
+        # Out of the pool afterwards: its leaf may no longer win, and pouchdb-server
+        # refuses an attachment PUT to a losing leaf (CouchDB takes it).
+        doc = self._take(keep=False)
         parent = doc._rev
         self.bodies.edit(doc, int(parent.split('-')[0]) + 1)
         doc.save()
