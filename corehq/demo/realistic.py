@@ -70,6 +70,8 @@ from itertools import count
 from urllib.parse import quote
 
 from couchdbkit import Database
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from corehq.apps.cases.models import CommCareCase
 from corehq.apps.domain.models import Domain
@@ -171,6 +173,7 @@ def bound_to(db):
     """Every Document class of this module writes to ``db`` (a url or a
     couchdbkit Database) for the duration; None keeps the settings' binding."""
     if db is None:
+        _retry_dropped_connections()
         yield
         return
     database = Database(db) if isinstance(db, str) else db
@@ -178,10 +181,23 @@ def bound_to(db):
     try:
         for cls in CLASSES.values():
             cls.set_db(database)
+        _retry_dropped_connections()
         yield
     finally:
         for cls, previous in saved.items():
             cls._db = previous
+
+
+def _retry_dropped_connections():
+    """pouchdb-server (Node) closes a keep-alive connection after 5 s idle, and
+    a request sent as it closes fails (RemoteDisconnected); couchdbkit's
+    session retries nothing. Each is sent again: a write that had gone
+    through then fails loudly with a conflict, never silently."""
+    retry = Retry(total=3, connect=3, read=2, status=0, other=0, allowed_methods=None, backoff_factor=0.1)
+    for session in {id(cls.get_db()._request_session): cls.get_db()._request_session
+                    for cls in CLASSES.values()}.values():
+        for prefix in ('http://', 'https://'):
+            session.mount(prefix, HTTPAdapter(max_retries=retry))
 
 
 class _Bodies:
@@ -198,8 +214,7 @@ class _Bodies:
 
     def new_doc(self, doc_type, index):
         base = base_doc_type(doc_type)
-        doc = CLASSES[base](_id=self.new_id(), **self._fields(base, index))
-        return doc
+        return CLASSES[base](_id=self.new_id(), **self._fields(base, index))
 
     def _fields(self, doc_type, i):
         rng, domain = self.rng, DOMAINS[i % len(DOMAINS)]
@@ -514,15 +529,13 @@ class _LiveWriter:
                 continue
             seen.add(db.uri)
             start = self.bodies.new_id()
-            for key in ({}, {'descending': 'true'}):
-                response = db._request_session.get(db._database_path('_all_docs'), params={
-                    'include_docs': 'true', 'limit': self.POOL, 'startkey': f'"{start}"', **key})
-                response.raise_for_status()
-                for row in response.json()['rows']:
+            for descending in (False, True):
+                rows = db.all_docs(include_docs=True, limit=self.POOL, startkey=start, descending=descending)
+                for row in rows.all():
                     doc = row.get('doc') or {}
-                    cls_name = base_doc_type(doc.get('doc_type') or '')
-                    if cls_name in CLASSES and doc['doc_type'] == cls_name:
-                        docs.append(CLASSES[cls_name].wrap(doc))
+                    doc_type = doc.get('doc_type')
+                    if doc_type in CLASSES and base_doc_type(doc_type) == doc_type:
+                        docs.append(CLASSES[doc_type].wrap(doc))
         self.rng.shuffle(docs)
         return docs
 
