@@ -3,10 +3,13 @@
 Every check reads the database itself (a census of its ``_changes`` feed and
 each conflicted doc's leaves), not what the generator says it wrote.
 """
+import json
 from collections import Counter
+from io import StringIO
 
 import pytest
 from couchdbkit.exceptions import ResourceNotFound
+from django.core.management import call_command
 
 from corehq.apps.users.models import CommCareUser
 from corehq.couch import CouchDB
@@ -239,3 +242,14 @@ def test_bulk_saved_docs_keep_their_own_id_and_rev(couch_settings, source_db):
                    for user in users)
         for user in users:
             user.first_name = 'edited'
+
+
+def test_the_commands_write_through_the_generator(couch_settings, source_db):
+    out = StringIO()
+    call_command('realistic_data', docs=90, seed=1, as_json=True, stdout=out)
+    made = json.loads(out.getvalue())
+    assert made['total'] == 90 and made['migrating'] == 30
+    assert sum(live_doc_types(census(source_db)).values()) == sum(made['live_doc_types'].values())
+    out = StringIO()
+    call_command('demo_writer', writes=len(SHAPES), stdout=out)
+    assert out.getvalue().strip() == ', '.join(f"1 {shape}" for shape in SHAPES)
