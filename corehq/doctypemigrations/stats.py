@@ -3,8 +3,9 @@ from contextlib import contextmanager
 
 from corehq.couch import CouchNotFound, DatabaseMissing
 from corehq.doctypemigrations.errors import StatsViewMissing
-from corehq.doctypemigrations.events import Events, catch_up
-from corehq.doctypemigrations.selection import BY_DOC_TYPE
+from corehq.doctypemigrations.events import Events
+from corehq.doctypemigrations.indexwait import catch_up
+from corehq.doctypemigrations.selection import BY_DOC_TYPE, doc_type_range
 
 
 def doc_type_counts(db, doc_types=None, events=None):
@@ -38,7 +39,7 @@ def _counted_one_by_one(db, doc_types, events):
     try:
         for doc_type in doc_types:
             counts[doc_type] = sum(row['value'] for row in db.view(
-                *BY_DOC_TYPE, startkey=[doc_type], endkey=[doc_type, {}])['rows'])
+                *BY_DOC_TYPE, **doc_type_range(doc_type))['rows'])
             events.advanced(stage, 1)
     finally:
         events.stage_done(stage)
