@@ -17,7 +17,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from corehq.couch.credentials import mask_password, split_credentials
+from corehq.couch.credentials import BadCouchUrl, mask_password, normalize_url, split_credentials
 
 DEFAULT_TIMEOUT = (10, 300)
 
@@ -305,8 +305,12 @@ class CouchDB:
         RetryPolicy(), about 3 minutes). It governs every
         call, unless ``session`` is not one of make_session()'s: such a session
         keeps its own retries for what fails before a response arrives."""
-        self.display_url = mask_password(url.rstrip('/'))
-        bare_url, auth = split_credentials(url.rstrip('/'))
+        try:
+            url = normalize_url(url.rstrip('/'))
+        except BadCouchUrl as e:  # said before the url can reach a library that prints it
+            raise CouchError(str(e)) from None
+        self.display_url = mask_password(url)
+        bare_url, auth = split_credentials(url)
         self.url = bare_url
         self.server_url, name = bare_url.rsplit('/', 1)
         self.name = unquote(name)
