@@ -103,9 +103,9 @@ def test_after_an_unfinished_cleanup_continuous_and_erase_are_refused(migration_
     with pytest.raises(CommandError, match='not complete'):
         run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0')
     assert state().phase == CLEANING
-    for phase in ('--continuous', '--erase-continuous-progress'):
+    for phase in (('--continuous', '--until-caught-up'), ('--erase-continuous-progress',)):
         with pytest.raises(CommandError, match='cleanup of .* has started'):
-            run(SLUG, phase, '--until-caught-up')
+            run(SLUG, *phase)
     # the target, live since the flip, still has every migrated doc
     assert live_ids(target) >= set(migrating)
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.conflicts import delete_doc_conflicts
 from corehq.couch import CouchDB
-from corehq.couch.commandline import add_give_up_after, phase_budget
+from corehq.couch.commandline import add_give_up_after, number, phase_budget
 from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.management.commands._text import describe_errors
 from corehq.doctypemigrations.management.commands.run_doctype_migration import operator_errors
@@ -17,7 +17,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument('slugs', nargs='*', help="Migrators to clean (default: all).")
-        parser.add_argument('--page-size', type=int, default=1000, help="Docs per read and per write.")
+        parser.add_argument('--page-size', type=number(int, 1), default=1000,
+                            help="Docs per read and per write.")
         add_give_up_after(parser)
 
     def handle(self, slugs, verbosity=1, page_size=1000, give_up_after=None, **options):
@@ -27,9 +28,9 @@ class Command(BaseCommand):
                 raise CommandError(f"Unknown migrator {slug!r}; known: {', '.join(get_migrator_slugs())}")
             helper = settings.COUCH_SETTINGS_HELPER
             budget = phase_budget(give_up_after)
-            source = CouchDB(helper.db_url(migrator.source_db_name), retry=budget)
-            target = CouchDB(helper.db_url(migrator.target_db_name), retry=budget)
             with operator_errors():
+                source = CouchDB(helper.db_url(migrator.source_db_name), retry=budget)
+                target = CouchDB(helper.db_url(migrator.target_db_name), retry=budget)
                 states.check('delete_doc_conflicts', states.open_state(migrator, source, target), slug)
                 result = delete_doc_conflicts(source, migrator.all_doc_types, page_size,
                                               events=command_events(self, slug, verbosity))

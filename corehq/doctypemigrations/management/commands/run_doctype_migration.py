@@ -1,6 +1,7 @@
 import json
 import signal
 import sys
+from collections import namedtuple
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -12,9 +13,10 @@ from corehq.doctypemigrations import (
     cleanup, follower, inflight, initial, state as states, stats, status, verify,
 )
 from corehq.couch import CouchDB, CouchError
-from corehq.couch.commandline import add_give_up_after, phase_budget
+from corehq.couch.client import allow_requests, stop_requests
+from corehq.couch.commandline import add_give_up_after, number, phase_budget
 from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
-from corehq.doctypemigrations.dumpfile import describe_position
+from corehq.doctypemigrations.dumpfile import check_dump_path, describe_position
 from corehq.doctypemigrations.errors import MigrationError
 from corehq.doctypemigrations.management.commands._allocator import keep_memory_flat
 from corehq.doctypemigrations.management.commands._events import command_events
@@ -27,27 +29,91 @@ from corehq.doctypemigrations.selection import DocTypeSelection
 
 PHASES = ('stats', 'initial', 'continuous', 'verify', 'cleanup', 'erase_continuous_progress')
 
+# An option of one phase only, and its value when it is not given: given with
+# another phase it would be silently ignored, so it is refused.
+PhaseOption = namedtuple('PhaseOption', 'flag phase unset')
+PHASE_OPTIONS = {
+    'json': PhaseOption('--json', 'status', False),
+    'max_pending': PhaseOption('--max-pending', 'status', None),
+    'dry_run': PhaseOption('--dry-run', 'cleanup', False),
+    'copy_missing': PhaseOption('--copy-missing', 'cleanup', False),
+    'interactive': PhaseOption('--noinput', 'cleanup', True),
+    'canary_wait': PhaseOption('--canary-wait', 'cleanup', None),
+    'until_caught_up': PhaseOption('--until-caught-up', 'continuous', False),
+    'heartbeat_seconds': PhaseOption('--heartbeat-seconds', 'continuous', None),
+    'keep_dump': PhaseOption('--keep-dump', 'initial', False),
+    'skip_disk_check': PhaseOption('--skip-disk-check', 'initial', False),
+    'assume_free_bytes': PhaseOption('--assume-free-bytes', 'initial', None),
+    'dump_file': PhaseOption('--dump-file', 'initial', None),
+}
+# The defaults of the options above that default to None (so that giving them is seen).
+OPTION_DEFAULTS = {'max_pending': status.DEFAULT_MAX_PENDING, 'canary_wait': 10.0,
+                   'heartbeat_seconds': follower.DEFAULT_SETTINGS.heartbeat_seconds}
+
+
+class Stopping(KeyboardInterrupt):
+    """SIGTERM or SIGINT: the process was told to stop."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
 
 @contextmanager
-def sigterm_as_interrupt():
-    """A supervisor's SIGTERM stops --continuous as cleanly as Ctrl-C does
-    (and a background job started by a script ignores SIGINT)."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, interrupt)
+def stop_signals():
+    """A supervisor's SIGTERM and Ctrl-C stop any phase at once: the requests
+    in flight are abandoned and no new one starts (see couch.stop_requests),
+    so a large attachment or a stalled response does not hold the stop up.
+    What was recorded stays right: a result is recorded only once it arrived.
+    A SIGINT the shell made ignored (a script's background job) stays ignored."""
+    def stop(signum, frame):
+        stop_requests()
+        raise Stopping(signum)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        allow_requests()
+
+
+def stopped_error(interrupt, phase):
+    """The line a stopped phase ends with, and the shell's exit code for the signal."""
+    signum = getattr(interrupt, 'signum', signal.SIGINT)
+    return CommandError(f"Stopped by {signal.Signals(signum).name}: the requests in flight were "
+                        f"abandoned; the progress recorded so far stands, and --{phase.replace('_', '-')} "
+                        f"goes on from it when run again.", returncode=128 + signum)
+
+
+def usage_text():
+    """The guide's text (its typo included: operators search for it), then the other phases."""
+    slugs = '\n'.join(get_migrator_slugs())
+    return ("You may run either of the following commands\n\n"
+            "./manage.py run_doctype_migration <slug> --initial\n"
+            "./manage.py run_doctype_migration <slug> --continuous\n\n"
+            f"with with the following slugs:\n\n{slugs}\n\n"
+            "The other phases: --stats (counts per doc type), --verify (compare every migrating doc), "
+            "--cleanup (after the flip), --erase-continuous-progress, and --status (where the "
+            "migration stands, changing nothing).\n")
 
 
 def usage_error():
-    slugs = '\n'.join(get_migrator_slugs())
-    return CommandError(
-        "You may run either of the following commands\n\n"
-        "./manage.py run_doctype_migration <slug> --initial\n"
-        "./manage.py run_doctype_migration <slug> --continuous\n\n"
-        f"with with the following slugs:\n\n{slugs}\n")
+    return CommandError(usage_text())
+
+
+def unknown_slug_error(slug, **kwargs):
+    return CommandError(f"{slug!r} is not a known migration slug; the known ones: "
+                        f"{', '.join(get_migrator_slugs())}.\n\n{usage_text()}", **kwargs)
+
+
+def check_phase_options(phase, options, **kwargs):
+    """Refuse an option of another phase: it would be silently ignored."""
+    for dest, option in PHASE_OPTIONS.items():
+        if option.phase != phase and options.get(dest, option.unset) != option.unset:
+            raise CommandError(f"{option.flag} is an option of --{option.phase} only: it does "
+                               f"nothing with --{phase.replace('_', '-')}.", **kwargs)
 
 
 @contextmanager
@@ -85,9 +151,9 @@ class Command(BaseCommand):
                            help="Show where the migration stands, changing nothing. Exits 0 when "
                                 "fine, 1 when it needs attention, 2 when it cannot be told.")
         parser.add_argument('--json', action='store_true', help="With --status: print JSON.")
-        parser.add_argument('--max-pending', type=int, default=status.DEFAULT_MAX_PENDING,
+        parser.add_argument('--max-pending', type=number(int, 0),
                             help="With --status: more changes than this behind the last "
-                                 "checkpoint need attention.")
+                                 f"checkpoint need attention (default {status.DEFAULT_MAX_PENDING}).")
         parser.add_argument('--until-caught-up', action='store_true',
                             help="With --continuous: stop at the end of the changes feed.")
         parser.add_argument('--noinput', '--no-input', action='store_false', dest='interactive',
@@ -97,11 +163,12 @@ class Command(BaseCommand):
         parser.add_argument('--copy-missing', action='store_true',
                             help="With --cleanup: first copy into the target the revisions it lacks "
                                  "(written to the source after --continuous stopped), then delete.")
-        parser.add_argument('--canary-wait', type=float, default=10.0,
-                            help="With --cleanup: seconds to watch for a running --continuous.")
-        parser.add_argument('--heartbeat-seconds', type=float,
-                            default=follower.DEFAULT_SETTINGS.heartbeat_seconds,
-                            help="With --continuous: how often it records that it is alive.")
+        parser.add_argument('--canary-wait', type=number(float, 0),
+                            help=f"With --cleanup: seconds to watch for a running --continuous "
+                                 f"(default {OPTION_DEFAULTS['canary_wait']}).")
+        parser.add_argument('--heartbeat-seconds', type=number(float, 0, above=True),
+                            help=f"With --continuous: how often it records that it is alive "
+                                 f"(default {OPTION_DEFAULTS['heartbeat_seconds']}).")
         parser.add_argument('--dump-file', help="Where --initial dumps (default ./<slug>.log).")
         parser.add_argument('--keep-dump', action='store_true',
                             help="With --initial: keep the dump file once the load is complete (it "
@@ -109,34 +176,64 @@ class Command(BaseCommand):
         parser.add_argument('--skip-disk-check', action='store_true',
                             help="With --initial: dump without comparing its estimated size with "
                                  "the free disk.")
-        parser.add_argument('--assume-free-bytes', type=int, metavar='N',
+        parser.add_argument('--assume-free-bytes', type=number(int, 0), metavar='N',
                             help="With --initial: take N bytes as the dump folder's free space "
                                  "instead of measuring it (to rehearse the disk check).")
-        parser.add_argument('--workers', type=int, default=inflight.DEFAULT_WORKERS,
+        parser.add_argument('--workers', type=number(int, 1), default=inflight.DEFAULT_WORKERS,
                             help="Requests kept in flight by --initial, --verify and --cleanup, "
                                  "and by --continuous for attachment data (default %(default)s; "
                                  "fewer while the server rate-limits).")
         add_give_up_after(parser, "default 600; --continuous: never")
-        parser.add_argument('--page-size', type=int,
+        parser.add_argument('--page-size', type=number(int, 1),
                             help="Docs per read and per write in every phase that pages (lower it "
                                  "for rate-limited clusters); each phase has its own default.")
 
     def handle(self, slug=None, **options):
         keep_memory_flat()
         migrator = get_migrator_by_slug(slug) if slug else None
+        # --status answers monitors: whatever stops it is 2, "cannot be told" (see run_status)
+        code = {'returncode': status.UNREADABLE} if options['status'] else {}
+        if slug and migrator is None:
+            raise unknown_slug_error(slug, **code)
         if options['status']:
-            return self.run_status(migrator, options)
+            check_phase_options('status', options, **code)
+            with self.stoppable('status'):
+                return self.run_status(migrator, self._with_defaults(options))
         if migrator is None:
             raise usage_error()
         phases = [name for name in PHASES if options[name]]
         if not phases:
             raise CommandError(f"Say what to do with {slug!r}: one of --stats, --initial, "
-                               f"--continuous, --verify, --cleanup, --erase-continuous-progress.")
+                               f"--continuous, --verify, --cleanup, --erase-continuous-progress, "
+                               f"--status.")
+        check_phase_options(phases[0], options)
+        options = self._with_defaults(options)
         self.verbosity = options['verbosity']
         with operator_errors():
+            if phases[0] == 'initial':
+                check_dump_path(self._dump_path(migrator, options))
             migrator.validate(settings.COUCH_SETTINGS_HELPER)
             source, target = self._databases(migrator, self._budget(phases[0], options))
-            getattr(self, f"run_{phases[0]}")(migrator, source, target, options)
+            with self.stoppable(phases[0]):
+                getattr(self, f"run_{phases[0]}")(migrator, source, target, options)
+
+    @staticmethod
+    @contextmanager
+    def stoppable(phase):
+        try:
+            with stop_signals():
+                yield
+        except KeyboardInterrupt as interrupt:
+            raise stopped_error(interrupt, phase) from None
+
+    @staticmethod
+    def _with_defaults(options):
+        return {**options, **{dest: default for dest, default in OPTION_DEFAULTS.items()
+                              if options.get(dest) is None}}
+
+    @staticmethod
+    def _dump_path(migrator, options):
+        return options['dump_file'] or f"{migrator.slug}.log"
 
     @staticmethod
     def _budget(phase, options):
@@ -175,7 +272,7 @@ class Command(BaseCommand):
             self.stdout.write(line)
 
     def run_initial(self, migrator, source, target, options):
-        dump_path = options['dump_file'] or f"{migrator.slug}.log"
+        dump_path = self._dump_path(migrator, options)
         self.say(f"Dumping {source.display_url} to {dump_path}, then loading into {target.display_url}")
         page_size = self._page_size(options, initial.DEFAULT_SETTINGS.page_size)
         tuning = initial.DEFAULT_SETTINGS._replace(page_size=page_size, batch_docs=page_size,
@@ -209,9 +306,8 @@ class Command(BaseCommand):
         run = follower.ChangesFollower(source, target, DocTypeSelection(migrator.all_doc_types),
                                        state, settings=tuning, events=self._events(migrator))
         try:
-            with sigterm_as_interrupt():
-                run.run(until_caught_up=options['until_caught_up'])
-        except KeyboardInterrupt:
+            run.run(until_caught_up=options['until_caught_up'])
+        except KeyboardInterrupt:  # a stop of the follower is no failure (see stop_signals)
             self.say(f"Stopped; checkpoint saved at seq {states.latest_checkpoint(state)}")
 
     def run_verify(self, migrator, source, target, options):
