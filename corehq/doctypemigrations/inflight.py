@@ -69,16 +69,18 @@ class Workers:
     so a stopping process would wait for its slowest request in flight."""
 
     def __init__(self, size):
+        self._size = size
         self._tasks = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"couch-{n}", daemon=True)
-                         for n in range(size)]
-        for thread in self._threads:
-            thread.start()
+        self._threads = []
         self._stopped = stop_event()
 
     def submit(self, work, item):
         future = Future()
         self._tasks.put((future, work, item))
+        if len(self._threads) < self._size:  # one more thread per task, up to the size
+            thread = threading.Thread(target=self._run, name=f"couch-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
         return future
 
     def shutdown(self, futures):

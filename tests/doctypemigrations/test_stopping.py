@@ -4,10 +4,12 @@ after the read timeout, with a line saying so, and a rerun goes on from a
 checkpoint that is right."""
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
+from tests.conftest import PROJECT_DIR
 from tests.doctypemigrations.helpers import attachment, manage_py, start_migration, state_db_ready, \
     visible_trees
 
@@ -117,3 +119,23 @@ def test_a_stop_while_the_main_thread_waits_on_a_stalled_answer(through_proxy, t
         proc.wait()
     assert proc.returncode == 128 + signal.SIGTERM, output
     assert 'Stopped by SIGTERM' in output and 'Traceback' not in output
+
+
+def test_a_stop_of_delete_doc_conflicts_while_a_read_stalls(through_proxy, tmp_path):
+    source, _target, proxy, env = through_proxy
+    _users(source, 5)
+    initial = manage_py(env, 'run_doctype_migration', SLUG, '--initial', cwd=tmp_path, timeout=300)
+    assert initial.returncode == 0, initial.stdout + initial.stderr
+    proxy.stall_after_bytes, proxy.drop_paths = 0, '^GET '  # every read hangs
+    proc = subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'delete_doc_conflicts', SLUG],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, preexec_fn=_default_sigint)
+    try:
+        _wait_for(lambda: proxy.stalls >= 1, 'a stalled read')
+        output, _took = _stop(proc, signal.SIGINT)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGINT, output
+    assert 'Stopped by SIGINT' in output and 'delete_doc_conflicts goes on from it' in output
+    assert 'Traceback' not in output

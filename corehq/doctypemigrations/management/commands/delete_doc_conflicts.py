@@ -7,7 +7,9 @@ from corehq.couch import CouchDB
 from corehq.couch.commandline import add_give_up_after, number, phase_budget
 from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.management.commands._text import describe_errors
-from corehq.doctypemigrations.management.commands.run_doctype_migration import operator_errors
+from corehq.doctypemigrations.management.commands.run_doctype_migration import (
+    operator_errors, stop_signals, stopped_error,
+)
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
 
 
@@ -21,7 +23,14 @@ class Command(BaseCommand):
                             help="Docs per read and per write.")
         add_give_up_after(parser)
 
-    def handle(self, slugs, verbosity=1, page_size=1000, give_up_after=None, **options):
+    def handle(self, slugs, **options):
+        try:
+            with stop_signals():
+                self.delete_conflicts(slugs, **options)
+        except KeyboardInterrupt as interrupt:
+            raise stopped_error(interrupt, "delete_doc_conflicts") from None
+
+    def delete_conflicts(self, slugs, verbosity=1, page_size=1000, give_up_after=None, **options):
         for slug in slugs or get_migrator_slugs():
             migrator = get_migrator_by_slug(slug)
             if migrator is None:

@@ -79,12 +79,12 @@ def stop_signals():
         allow_requests()
 
 
-def stopped_error(interrupt, phase):
-    """The line a stopped phase ends with, and the shell's exit code for the signal."""
+def stopped_error(interrupt, rerun):
+    """The line a stopped command ends with, and the shell's exit code for the signal."""
     signum = getattr(interrupt, 'signum', signal.SIGINT)
     return CommandError(f"Stopped by {signal.Signals(signum).name}: the requests in flight were "
-                        f"abandoned; the progress recorded so far stands, and --{phase.replace('_', '-')} "
-                        f"goes on from it when run again.", returncode=128 + signum)
+                        f"abandoned; the progress recorded so far stands, and {rerun} goes on from it "
+                        f"when run again.", returncode=128 + signum)
 
 
 def usage_text():
@@ -224,7 +224,7 @@ class Command(BaseCommand):
             with stop_signals():
                 yield
         except KeyboardInterrupt as interrupt:
-            raise stopped_error(interrupt, phase) from None
+            raise stopped_error(interrupt, f"--{phase.replace('_', '-')}") from None
 
     @staticmethod
     def _with_defaults(options):
