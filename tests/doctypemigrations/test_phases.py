@@ -165,7 +165,7 @@ def test_a_refusal_survives_an_interrupted_load_and_keeps_the_gate_closed(proxie
         raise KeyboardInterrupt  # Ctrl-C right after the refused batch was recorded
 
     monkeypatch.setattr(states, 'save_load_progress', save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(CommandError, match='Stopped by SIGINT'):
         run(SLUG, '--initial', '--page-size', '200')
     monkeypatch.setattr(states, 'save_load_progress', real_save)
     with pytest.raises(CommandError, match=r'(?s)1 documents were refused.*m5.*forbidden'):
