@@ -3,7 +3,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from corehq.couchsettings import CouchSettingsHelper
+from corehq.couchsettings import CouchSettingsHelper, checked_server_url
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -71,7 +71,9 @@ TIME_ZONE = 'UTC'
 # The embedded pouchdb-server is the default CouchDB server.
 COUCH_EMBEDDED_PORT = int(os.environ.get('COUCH_EMBEDDED_PORT', '5984'))
 COUCH_EMBEDDED_DATA_DIR = Path(os.environ.get('COUCH_EMBEDDED_DATA_DIR', BASE_DIR / 'var' / 'couchdb'))
-COUCH_SERVER_URL = os.environ.get('COUCH_SERVER_URL', f'http://127.0.0.1:{COUCH_EMBEDDED_PORT}')
+# Checked and its credentials encoded here, before couchdbkit parses it (see checked_server_url).
+COUCH_SERVER_URL = checked_server_url(
+    os.environ.get('COUCH_SERVER_URL', f'http://127.0.0.1:{COUCH_EMBEDDED_PORT}'))
 COUCH_DATABASE_NAME = os.environ.get('COUCH_DATABASE_NAME', 'commcarehq')
 COUCH_DATABASE = f"{COUCH_SERVER_URL.rstrip('/')}/{COUCH_DATABASE_NAME}"
 

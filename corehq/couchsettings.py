@@ -2,6 +2,19 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
+from corehq.couch.credentials import BadCouchUrl, normalize_url
+
+
+def checked_server_url(url, setting='COUCH_SERVER_URL'):
+    """The server url as every couch library reads it (its credentials
+    percent-encoded), checked before couchdbkit parses it at start-up: a url
+    it cannot parse would stop every command with a traceback, and a
+    password it misreads could be printed whole."""
+    try:
+        return normalize_url(url)
+    except BadCouchUrl as e:
+        raise ImproperlyConfigured(f"{setting}: {e}") from None
+
 
 class CouchSettingsHelper:
     """Maps apps to databases.

@@ -200,8 +200,10 @@ class CouchProxy:
     rate_limit_seed = _Seed('_rate_rng', "Which requests get a 429.")
     fail_seed = _Seed('_fail_rng', "Which requests fail_status answers.")
 
-    def __init__(self, upstream_url, **faults):
+    def __init__(self, upstream_url, listen_host=LOOPBACK, **faults):
+        """``listen_host``: the loopback address to listen on (``::1`` for IPv6)."""
         parts = urlsplit(upstream_url)
+        self.listen_host = listen_host
         self.upstream_host = parts.hostname
         self.upstream_port = parts.port or 80
         self.upstream_prefix = parts.path.rstrip('/')
@@ -225,7 +227,8 @@ class CouchProxy:
 
     @property
     def url(self):
-        return f"http://{LOOPBACK}:{self.port}"
+        host = f"[{self.listen_host}]" if ':' in self.listen_host else self.listen_host
+        return f"http://{host}:{self.port}"
 
     # -- switches and counters -------------------------------------------
 
@@ -333,7 +336,7 @@ class CouchProxy:
             self._listen(self.port)
 
     def _listen(self, port):
-        self._server = _Server((LOOPBACK, port), self)
+        self._server = _Server((self.listen_host, port), self)
         self.port = self._server.server_address[1]
         # A short poll interval: pause() and stop() wait for the loop to notice.
         self._thread = threading.Thread(
@@ -819,6 +822,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address, proxy):
         self.proxy = proxy
+        self.address_family = socket.AF_INET6 if ':' in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
 
     def handle_error(self, request, client_address):

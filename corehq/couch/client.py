@@ -17,8 +17,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from corehq.couch import deepjson
-from corehq.couch.credentials import mask_password, split_credentials
+from corehq.couch import deepjson, tls
+from corehq.couch.credentials import BadCouchUrl, mask_password, normalize_url, split_credentials
 
 DEFAULT_TIMEOUT = (10, 300)
 
@@ -42,6 +42,10 @@ class CouchUnreachable(CouchError):
     pass
 
 
+class CouchStopping(CouchError):
+    """Not asked: the process is stopping (see stop_requests)."""
+
+
 class CouchUnauthorized(CouchError):
     pass
 
@@ -62,6 +66,36 @@ class CouchHTTPError(CouchError):
     def __init__(self, message, status):
         super().__init__(message)
         self.status = status
+
+
+_stop = threading.Event()
+
+
+def stop_requests():
+    """From now on every request, and every retry's wait, raises CouchStopping.
+
+    For a process told to stop (Ctrl-C, SIGTERM): it abandons the requests in
+    flight rather than wait for the slowest of them (a large attachment, a
+    stalled response), so nothing new may start either. A result is recorded
+    as progress only once it has arrived, so what was recorded stays right."""
+    _stop.set()
+
+
+def allow_requests():
+    """Requests may start again (a process that goes on after a stopped
+    command, such as a test); work abandoned by the stop stays abandoned."""
+    global _stop
+    _stop = threading.Event()
+
+
+def stop_event():
+    """The event stop_requests sets, for work that must know whether it was
+    abandoned, even after allow_requests."""
+    return _stop
+
+
+def stopping():
+    return _stop.is_set()
 
 
 class PhaseBudget:
@@ -192,10 +226,20 @@ class RetryPolicy(Retry):
         """Retries bounded by the phase's time budget instead of a count."""
         return cls(total=None, connect=budget.first_contact_retries, read=None, budget=budget, **kwargs)
 
-    def increment(self, *args, **kwargs):
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        if error is not None and _pool is not None and self._first_contact():
+            mismatch = tls.problem(error, _pool.scheme, _pool.host, _pool.port)
+            if mismatch is not None:
+                raise MaxRetryError(_pool, url, mismatch) from error
         if self.budget is not None:
             self.budget.failed()
-        return super().increment(*args, **kwargs)
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def _first_contact(self):
+        """Whether the server has not answered yet (in this phase, or this call)."""
+        if self.budget is not None:
+            return not self.budget.has_answered(self.server)
+        return not self.history
 
     def is_exhausted(self):
         if self.budget is None:
@@ -222,6 +266,8 @@ class RetryPolicy(Retry):
         """Wait before the next try: as the server's Retry-After says, or the backoff.
         Says why and for how long in one log line, except for failed connections,
         which urllib3 already logs."""
+        if stopping():
+            raise CouchStopping(f"{self.label or 'CouchDB'}: not retried, the process is stopping")
         delay = self.get_retry_after(response) if response is not None and self.respect_retry_after_header \
             else None
         if not delay:
@@ -307,8 +353,12 @@ class CouchDB:
         RetryPolicy(), about 3 minutes). It governs every
         call, unless ``session`` is not one of make_session()'s: such a session
         keeps its own retries for what fails before a response arrives."""
-        self.display_url = mask_password(url.rstrip('/'))
-        bare_url, auth = split_credentials(url.rstrip('/'))
+        try:
+            url = normalize_url(url.rstrip('/'))
+        except BadCouchUrl as e:  # said before the url can reach a library that prints it
+            raise CouchError(str(e)) from None
+        self.display_url = mask_password(url)
+        bare_url, auth = split_credentials(url)
         self.url = bare_url
         self.server_url, name = bare_url.rsplit('/', 1)
         self.name = unquote(name)
@@ -338,6 +388,8 @@ class CouchDB:
 
     def _call(self, method, path, params, body, timeout, stream, server_level, extra_headers,
               decode=False):
+        if stopping():
+            raise CouchStopping(f"{self.display_url}: not asked, the process is stopping")
         url = self.server_url if server_level else self.url
         if path:
             url = f"{url}/{path}"
@@ -689,8 +741,12 @@ def _reason(exc):
     """A short reason without the url (which could carry credentials)."""
     text = str(exc.args[0]) if exc.args else exc.__class__.__name__
     inner = getattr(exc.args[0], 'reason', None) if exc.args else None
+    if isinstance(inner, tls.TLSMismatch):
+        return str(inner)
     if inner is not None:
         text = str(inner)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"the TLS handshake failed ({text})"
     if 'Name or service not known' in text or 'nodename nor servname' in text \
             or 'Temporary failure in name resolution' in text:
         return 'host name could not be resolved'

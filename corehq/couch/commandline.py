@@ -1,12 +1,35 @@
-"""The ``--give-up-after`` option of every command that talks to CouchDB: one
-phase budget (see client.PhaseBudget) for all of a command's requests."""
+"""Options shared by the commands that talk to CouchDB: ``--give-up-after``,
+one phase budget (see client.PhaseBudget) for all of a command's requests,
+and numbers checked against their range when the arguments are parsed."""
+import argparse
+import math
+
 from corehq.couch.client import PhaseBudget
 
 DEFAULT_GIVE_UP_AFTER = 600  # seconds of failing in a row before a command stops
 
 
+def number(kind, minimum, above=False):
+    """An argparse ``type``: an int or float (``kind``) of at least ``minimum``
+    (more than it when ``above``), so that an out-of-range value is refused
+    with its range before any work starts, instead of reaching the server."""
+    bound = f"{'>' if above else '>='} {minimum}"
+    noun = 'an integer' if kind is int else 'a number'
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun} {bound}") from None
+        if math.isnan(value) or value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be {noun} {bound}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
 def add_give_up_after(parser, default_text=f"default {DEFAULT_GIVE_UP_AFTER}"):
-    parser.add_argument('--give-up-after', type=float, metavar='SECONDS',
+    parser.add_argument('--give-up-after', type=number(float, 0), metavar='SECONDS',
                         help=f"How long to keep retrying a server that fails or rate-limits without "
                              f"one success in between ({default_text}; 0: never).")
 

@@ -20,6 +20,7 @@ next member's line 0, so a position at a member boundary is its byte offset
 times LINE_SLOTS.
 """
 import os
+import stat
 import zlib
 
 import orjson
@@ -49,6 +50,30 @@ def make_header(slug, source_name, target_name, doc_types, start_seq):
             'target': target_name, 'doc_types': sorted(doc_types), 'start_seq': start_seq}
 
 
+def check_dump_path(path):
+    """Refuse, before any work starts, a path no dump can be kept at: a dump
+    is a regular file in an existing, writable folder (it is synced and read
+    back, which a device such as /dev/null cannot do)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise DumpFileError(f"The dump file {path} cannot be used: {e.strerror}") from None
+    if (mode is not None and stat.S_ISDIR(mode)) or path.endswith(os.sep):
+        raise DumpFileError(f"The dump file {path} names a folder: give the path of a file, e.g. "
+                            f"{os.path.join(path, 'dump.log')}")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise DumpFileError(f"The dump file {path} is not a regular file (a device or a pipe): the "
+                            f"dump is synced and read back, so it needs a file")
+    if not os.path.isdir(folder):
+        raise DumpFileError(f"The dump file {path} cannot be made: the folder {folder} does not exist")
+    if not os.access(path if mode is not None else folder, os.W_OK):
+        raise DumpFileError(f"The dump file {path} cannot be written: "
+                            f"{'the file' if mode is not None else 'its folder'} is not writable")
+
+
 def create(path, header):
     """Start a new dump file (mode 0600); returns the offset after the header."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -70,7 +95,8 @@ def read_header(path):
         raise DumpFileError(f"{path} does not exist") from None
     header = _parse_header(line)
     if not isinstance(header, dict) or not str(header.get('format')).startswith(_FORMAT_FAMILY):
-        raise CorruptDumpFile(f"{path} does not start with a doc type migration header")
+        raise CorruptDumpFile(f"{path} does not start with a doc type migration header: it is not "
+                              f"the dump that was recorded. Move it away and rerun --initial to dump again")
     if header['format'] != FORMAT or header.get('compression') != COMPRESSION:
         raise DumpFileMismatch(_other_format_message(path, header['format']))
     return header, len(line)

@@ -9,11 +9,16 @@ before it done too, and memory holds at most the window.
 The pieces of work themselves (view or feed pages, each asking for the one
 before it) are read ahead in a thread of their own, so that read's round trip
 overlaps the caller's work on the previous piece instead of adding to it.
+
+A process told to stop (couch.stop_requests) does not wait for the work in
+flight: its threads are daemons, abandoned with their requests.
 """
 import queue
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, wait
+
+from corehq.couch.client import stop_event
 
 DEFAULT_WORKERS = 4
 READ_AHEAD = 2
@@ -33,28 +38,69 @@ def ordered(items, work, workers=DEFAULT_WORKERS, budget=None, ahead=READ_AHEAD)
         for item in items:
             yield item, work(item)
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix='couch') as pool:
-        window = deque()
-        upcoming = read_ahead(items, ahead) if ahead else iter(items)
-        try:
-            while True:
-                try:
-                    item = next(upcoming)
-                except StopIteration:
-                    break
-                except Exception:
-                    while window:
-                        yield _done(window)
-                    raise
-                while len(window) >= scaled(workers, budget):
+    pool = Workers(workers)
+    window = deque()
+    upcoming = read_ahead(items, ahead) if ahead else iter(items)
+    try:
+        while True:
+            try:
+                item = next(upcoming)
+            except StopIteration:
+                break
+            except Exception:
+                while window:
                     yield _done(window)
-                window.append((item, pool.submit(work, item)))
-            while window:
+                raise
+            while len(window) >= scaled(workers, budget):
                 yield _done(window)
-        finally:
-            getattr(upcoming, 'close', lambda: None)()
-            for _item, future in window:
-                future.cancel()
+            window.append((item, pool.submit(work, item)))
+        while window:
+            yield _done(window)
+    finally:
+        getattr(upcoming, 'close', lambda: None)()
+        for _item, future in window:
+            future.cancel()
+        pool.shutdown([future for _item, future in window])
+
+
+class Workers:
+    """A thread pool for ``ordered``, as ThreadPoolExecutor but of daemon
+    threads: the interpreter waits at exit for ThreadPoolExecutor's threads,
+    so a stopping process would wait for its slowest request in flight."""
+
+    def __init__(self, size):
+        self._size = size
+        self._tasks = queue.SimpleQueue()
+        self._threads = []
+        self._stopped = stop_event()
+
+    def submit(self, work, item):
+        future = Future()
+        self._tasks.put((future, work, item))
+        if len(self._threads) < self._size:  # one more thread per task, up to the size
+            thread = threading.Thread(target=self._run, name=f"couch-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        return future
+
+    def shutdown(self, futures):
+        """Let the threads end; wait for ``futures`` under way, unless the process
+        is stopping (then they are abandoned: nothing records their results)."""
+        for _thread in self._threads:
+            self._tasks.put(None)
+        running = [future for future in futures if not future.done()]
+        while running and not self._stopped.is_set():
+            running = list(wait(running, timeout=0.2).not_done)
+
+    def _run(self):
+        while (task := self._tasks.get()) is not None:
+            future, work, item = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work(item))
+            except BaseException as error:  # handed to the caller, raised there
+                future.set_exception(error)
 
 
 def _done(window):

@@ -55,6 +55,7 @@ def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, 
                 keep_dump=False, check_disk=True, free_bytes=None):
     """``free_bytes`` stands for the dump folder's free space, which is
     otherwise measured; ``check_disk=False`` dumps without comparing."""
+    dumpfile.check_dump_path(dump_path)
     source_info = source.info()  # fail on a missing or unreachable database before writing anything
     target.info()
     ident = states.identity(migrator, source, target)

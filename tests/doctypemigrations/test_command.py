@@ -23,7 +23,11 @@ user_db_migration
 def test_no_arguments_or_an_unknown_slug_give_the_guide_text(args):
     with pytest.raises(CommandError) as excinfo:
         run(*args)
-    assert str(excinfo.value) == USAGE
+    message = str(excinfo.value)
+    if args:
+        assert message.startswith("'no_such_slug' is not a known migration slug")
+        message = message.split('\n\n', 1)[1]
+    assert message.startswith(USAGE)
 
 
 def test_a_slug_without_a_phase_names_the_phases():
@@ -83,7 +87,8 @@ def test_unknown_host_is_one_clear_line(db, settings, couch_settings):
                                  'http://admin:hunter2@/commcarehq'])
 def test_a_malformed_server_url_is_one_clear_line(db, settings, couch_settings, url):
     settings.COUCH_SETTINGS_HELPER = CouchSettingsHelper(url, settings.COUCHDB_APPS, ['users'])
-    with pytest.raises(CommandError, match=r'is not a CouchDB url: it needs to be http\(s\)://') as excinfo:
+    with pytest.raises(CommandError, match=r'is not a CouchDB url .*: it needs to be http\(s\)://') \
+            as excinfo:
         run('user_db_migration', '--stats')
     assert 'hunter2' not in str(excinfo.value)
     assert states.get(users_migration.slug) is None
@@ -115,9 +120,9 @@ def test_a_changed_migrator_never_reuses_the_checkpoint(migration_dbs, monkeypat
     changed = Migrator('user_db_migration', None, 'users', users_migration.doc_types + ('Extra',))
     monkeypatch.setattr('corehq.doctypemigrations.migrator_instances.registry._by_slug',
                         {'user_db_migration': changed})
-    for phase in ('--continuous', '--cleanup', '--initial'):
+    for phase in (('--continuous',), ('--cleanup', '--noinput'), ('--initial',)):
         with pytest.raises(CommandError, match='belongs to a different migrator'):
-            run('user_db_migration', phase, '--noinput')
+            run('user_db_migration', *phase)
 
 
 def test_verbosity_zero_is_quiet(migration_dbs):

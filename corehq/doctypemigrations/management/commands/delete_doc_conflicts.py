@@ -1,10 +1,12 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from corehq.doctypemigrations.conflicts import run_delete_doc_conflicts
-from corehq.couch.commandline import add_give_up_after, phase_budget
+from corehq.couch.commandline import add_give_up_after, number, phase_budget
 from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.management.commands._text import describe_errors
-from corehq.doctypemigrations.management.commands._operator import open_databases, operator_errors
+from corehq.doctypemigrations.management.commands._operator import (
+    open_databases, operator_errors, stoppable,
+)
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
 
 
@@ -14,10 +16,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument('slugs', nargs='*', help="Migrators to clean (default: all).")
-        parser.add_argument('--page-size', type=int, default=1000, help="Docs per read and per write.")
+        parser.add_argument('--page-size', type=number(int, 1), default=1000,
+                            help="Docs per read and per write.")
         add_give_up_after(parser)
 
-    def handle(self, slugs, verbosity=1, page_size=1000, give_up_after=None, **options):
+    def handle(self, slugs, **options):
+        with stoppable("delete_doc_conflicts"):
+            self.delete_conflicts(slugs, **options)
+
+    def delete_conflicts(self, slugs, verbosity=1, page_size=1000, give_up_after=None, **options):
         for slug in slugs or get_migrator_slugs():
             migrator = get_migrator_by_slug(slug)
             if migrator is None:

@@ -1,7 +1,6 @@
 import json
-import signal
 import sys
-from contextlib import contextmanager
+from collections import namedtuple
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -9,10 +8,12 @@ from django.core.management.base import BaseCommand, CommandError
 from corehq.doctypemigrations import (
     cleanup, follower, inflight, initial, state as states, stats, status, verify,
 )
-from corehq.couch.commandline import add_give_up_after, phase_budget
-from corehq.doctypemigrations.dumpfile import describe_position
+from corehq.couch.commandline import add_give_up_after, number, phase_budget
+from corehq.doctypemigrations.dumpfile import check_dump_path, describe_position
 from corehq.doctypemigrations.management.commands._allocator import keep_memory_flat
-from corehq.doctypemigrations.management.commands._operator import open_databases, operator_errors
+from corehq.doctypemigrations.management.commands._operator import (
+    open_databases, operator_errors, stoppable,
+)
 from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.status_text import render_text
 from corehq.doctypemigrations.management.commands._text import (
@@ -27,27 +28,55 @@ VERIFIED = {
 }
 PHASES = ('stats', 'initial', 'continuous', 'verify', 'cleanup', 'erase_continuous_progress')
 
+# An option of one phase only, and its value when it is not given: given with
+# another phase it would be silently ignored, so it is refused.
+PhaseOption = namedtuple('PhaseOption', 'flag phase unset')
+PHASE_OPTIONS = {
+    'json': PhaseOption('--json', 'status', False),
+    'max_pending': PhaseOption('--max-pending', 'status', None),
+    'dry_run': PhaseOption('--dry-run', 'cleanup', False),
+    'copy_missing': PhaseOption('--copy-missing', 'cleanup', False),
+    'interactive': PhaseOption('--noinput', 'cleanup', True),
+    'canary_wait': PhaseOption('--canary-wait', 'cleanup', None),
+    'until_caught_up': PhaseOption('--until-caught-up', 'continuous', False),
+    'heartbeat_seconds': PhaseOption('--heartbeat-seconds', 'continuous', None),
+    'keep_dump': PhaseOption('--keep-dump', 'initial', False),
+    'skip_disk_check': PhaseOption('--skip-disk-check', 'initial', False),
+    'assume_free_bytes': PhaseOption('--assume-free-bytes', 'initial', None),
+    'dump_file': PhaseOption('--dump-file', 'initial', None),
+}
+# The defaults of the options above that default to None (so that giving them is seen).
+OPTION_DEFAULTS = {'max_pending': status.DEFAULT_MAX_PENDING, 'canary_wait': 10.0,
+                   'heartbeat_seconds': follower.DEFAULT_SETTINGS.heartbeat_seconds}
 
-@contextmanager
-def sigterm_as_interrupt():
-    """A supervisor's SIGTERM stops --continuous as cleanly as Ctrl-C does
-    (and a background job started by a script ignores SIGINT)."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+def usage_text():
+    """The guide's text (its typo included: operators search for it), then the other phases."""
+    slugs = '\n'.join(get_migrator_slugs())
+    return ("You may run either of the following commands\n\n"
+            "./manage.py run_doctype_migration <slug> --initial\n"
+            "./manage.py run_doctype_migration <slug> --continuous\n\n"
+            f"with with the following slugs:\n\n{slugs}\n\n"
+            "The other phases: --stats (counts per doc type), --verify (compare every migrating doc), "
+            "--cleanup (after the flip), --erase-continuous-progress, and --status (where the "
+            "migration stands, changing nothing).\n")
 
 
 def usage_error():
-    slugs = '\n'.join(get_migrator_slugs())
-    return CommandError(
-        "You may run either of the following commands\n\n"
-        "./manage.py run_doctype_migration <slug> --initial\n"
-        "./manage.py run_doctype_migration <slug> --continuous\n\n"
-        f"with with the following slugs:\n\n{slugs}\n")
+    return CommandError(usage_text())
+
+
+def unknown_slug_error(slug, **kwargs):
+    return CommandError(f"{slug!r} is not a known migration slug; the known ones: "
+                        f"{', '.join(get_migrator_slugs())}.\n\n{usage_text()}", **kwargs)
+
+
+def check_phase_options(phase, options, **kwargs):
+    """Refuse an option of another phase: it would be silently ignored."""
+    for dest, option in PHASE_OPTIONS.items():
+        if option.phase != phase and options.get(dest, option.unset) != option.unset:
+            raise CommandError(f"{option.flag} is an option of --{option.phase} only: it does "
+                               f"nothing with --{phase.replace('_', '-')}.", **kwargs)
 
 
 class Command(BaseCommand):
@@ -71,9 +100,9 @@ class Command(BaseCommand):
                            help="Show where the migration stands, changing nothing. Exits 0 when "
                                 "fine, 1 when it needs attention, 2 when it cannot be told.")
         parser.add_argument('--json', action='store_true', help="With --status: print JSON.")
-        parser.add_argument('--max-pending', type=int, default=status.DEFAULT_MAX_PENDING,
+        parser.add_argument('--max-pending', type=number(int, 0),
                             help="With --status: more changes than this behind the last "
-                                 "checkpoint need attention.")
+                                 f"checkpoint need attention (default {status.DEFAULT_MAX_PENDING}).")
         parser.add_argument('--until-caught-up', action='store_true',
                             help="With --continuous: stop at the end of the changes feed.")
         parser.add_argument('--noinput', '--no-input', action='store_false', dest='interactive',
@@ -83,11 +112,12 @@ class Command(BaseCommand):
         parser.add_argument('--copy-missing', action='store_true',
                             help="With --cleanup: first copy into the target the revisions it lacks "
                                  "(written to the source after --continuous stopped), then delete.")
-        parser.add_argument('--canary-wait', type=float, default=10.0,
-                            help="With --cleanup: seconds to watch for a running --continuous.")
-        parser.add_argument('--heartbeat-seconds', type=float,
-                            default=follower.DEFAULT_SETTINGS.heartbeat_seconds,
-                            help="With --continuous: how often it records that it is alive.")
+        parser.add_argument('--canary-wait', type=number(float, 0),
+                            help=f"With --cleanup: seconds to watch for a running --continuous "
+                                 f"(default {OPTION_DEFAULTS['canary_wait']}).")
+        parser.add_argument('--heartbeat-seconds', type=number(float, 0, above=True),
+                            help=f"With --continuous: how often it records that it is alive "
+                                 f"(default {OPTION_DEFAULTS['heartbeat_seconds']}).")
         parser.add_argument('--dump-file', help="Where --initial dumps (default ./<slug>.log).")
         parser.add_argument('--keep-dump', action='store_true',
                             help="With --initial: keep the dump file once the load is complete (it "
@@ -95,33 +125,54 @@ class Command(BaseCommand):
         parser.add_argument('--skip-disk-check', action='store_true',
                             help="With --initial: dump without comparing its estimated size with "
                                  "the free disk.")
-        parser.add_argument('--assume-free-bytes', type=int, metavar='N',
+        parser.add_argument('--assume-free-bytes', type=number(int, 0), metavar='N',
                             help="With --initial: take N bytes as the dump folder's free space "
                                  "instead of measuring it (to rehearse the disk check).")
-        parser.add_argument('--workers', type=int, default=inflight.DEFAULT_WORKERS,
+        parser.add_argument('--workers', type=number(int, 1), default=inflight.DEFAULT_WORKERS,
                             help="Requests kept in flight by --initial, --verify and --cleanup, "
                                  "and by --continuous for attachment data (default %(default)s; "
                                  "fewer while the server rate-limits).")
         add_give_up_after(parser, "default 600; --continuous: never")
-        parser.add_argument('--page-size', type=int,
+        parser.add_argument('--page-size', type=number(int, 1),
                             help="Docs per read and per write in every phase that pages (lower it "
                                  "for rate-limited clusters); each phase has its own default.")
 
     def handle(self, slug=None, **options):
         keep_memory_flat()
         migrator = get_migrator_by_slug(slug) if slug else None
+        # --status answers monitors: whatever stops it is 2, "cannot be told" (see run_status)
+        code = {'returncode': status.UNREADABLE} if options['status'] else {}
+        if slug and migrator is None:
+            raise unknown_slug_error(slug, **code)
         if options['status']:
-            return self.run_status(migrator, options)
+            check_phase_options('status', options, **code)
+            with stoppable('--status'):
+                return self.run_status(migrator, self._with_defaults(options))
         if migrator is None:
             raise usage_error()
         phases = [name for name in PHASES if options[name]]
         if not phases:
             raise CommandError(f"Say what to do with {slug!r}: one of --stats, --initial, "
-                               f"--continuous, --verify, --cleanup, --erase-continuous-progress.")
+                               f"--continuous, --verify, --cleanup, --erase-continuous-progress, "
+                               f"--status.")
+        check_phase_options(phases[0], options)
+        options = self._with_defaults(options)
         self.verbosity = options['verbosity']
         with operator_errors():
+            if phases[0] == 'initial':
+                check_dump_path(self._dump_path(migrator, options))
             source, target = open_databases(migrator, self._budget(phases[0], options))
-            getattr(self, f"run_{phases[0]}")(migrator, source, target, options)
+            with stoppable(f"--{phases[0].replace('_', '-')}"):
+                getattr(self, f"run_{phases[0]}")(migrator, source, target, options)
+
+    @staticmethod
+    def _with_defaults(options):
+        return {**options, **{dest: default for dest, default in OPTION_DEFAULTS.items()
+                              if options.get(dest) is None}}
+
+    @staticmethod
+    def _dump_path(migrator, options):
+        return options['dump_file'] or f"{migrator.slug}.log"
 
     @staticmethod
     def _budget(phase, options):
@@ -155,7 +206,7 @@ class Command(BaseCommand):
             self.stdout.write(line)
 
     def run_initial(self, migrator, source, target, options):
-        dump_path = options['dump_file'] or f"{migrator.slug}.log"
+        dump_path = self._dump_path(migrator, options)
         self.say(f"Dumping {source.display_url} to {dump_path}, then loading into {target.display_url}")
         page_size = self._page_size(options, initial.DEFAULT_SETTINGS.page_size)
         tuning = initial.DEFAULT_SETTINGS._replace(page_size=page_size, batch_docs=page_size,
@@ -185,10 +236,9 @@ class Command(BaseCommand):
             batch_size=self._page_size(options, follower.DEFAULT_SETTINGS.batch_size),
             heartbeat_seconds=options['heartbeat_seconds'], workers=options['workers'])
         try:
-            with sigterm_as_interrupt():
-                follower.run_continuous(migrator, source, target, tuning, self._events(migrator),
-                                        until_caught_up=options['until_caught_up'])
-        except KeyboardInterrupt:
+            follower.run_continuous(migrator, source, target, tuning, self._events(migrator),
+                                    until_caught_up=options['until_caught_up'])
+        except KeyboardInterrupt:  # a stop of the follower is no failure (see stop_signals)
             state = states.open_state(migrator, source, target)
             self.say(f"Stopped; checkpoint saved at seq {states.latest_checkpoint(state)}")
 
