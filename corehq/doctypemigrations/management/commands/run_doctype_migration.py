@@ -239,7 +239,7 @@ class Command(BaseCommand):
             follower.run_continuous(migrator, source, target, tuning, self._events(migrator),
                                     until_caught_up=options['until_caught_up'])
         except KeyboardInterrupt:  # a stop of the follower is no failure (see stop_signals)
-            state = states.open_state(migrator, source, target)
+            state = states.get(migrator.slug)  # by slug: no request starts once stopping
             self.say(f"Stopped; checkpoint saved at seq {states.latest_checkpoint(state)}")
 
     def run_verify(self, migrator, source, target, options):
