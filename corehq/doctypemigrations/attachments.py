@@ -21,7 +21,7 @@ AttachmentSummary = namedtuple('AttachmentSummary', 'revpos digest length conten
 def fetch_bounded(db, changes, budget=BUDGET):
     """Every leaf revision of ``changes``, with ``_revisions``:
     (docs complete with their attachments, groups of docs still to read with
-    with_data(), (id, rev) pairs the server no longer has).
+    reread_with_attachments(), (id, rev) pairs the server no longer has).
 
     The attachment data of a fetch within the budget is read here at once; a
     fetch over it leaves its groups to the caller, to read one at a time."""
@@ -29,13 +29,13 @@ def fetch_bounded(db, changes, budget=BUDGET):
     complete = [doc for doc in docs if not doc.get('_attachments')]
     pending = list(groups([doc for doc in docs if doc.get('_attachments')], budget))
     if len(pending) == 1:
-        filled, gone = with_data(db, pending.pop())
+        filled, gone = reread_with_attachments(db, pending.pop())
         complete += filled
         missing += gone
     return complete, pending, missing
 
 
-def with_data(db, docs):
+def reread_with_attachments(db, docs):
     """``docs`` (read with stubs) read again with their attachments inline: (docs, gone)."""
     return db.bulk_get([(doc['_id'], doc['_rev']) for doc in docs], attachments=True)
 

@@ -10,22 +10,23 @@ it, and the phase cannot complete while one remains.
 The dump holds every migrated doc (user docs carry password hashes), so it is
 removed once the phase is complete, and only then: until the refusals are
 gone it is what they are sent again from. Before a dump starts, its size is
-estimated from a sample and checked against the free disk.
+checked against the free disk (diskcheck).
 """
 import os
-import shutil
 from collections import namedtuple
 
 from corehq.doctypemigrations import claim as claims
-from corehq.doctypemigrations import dumpfile, state as states
-from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET, fetch_bounded, with_data
-from corehq.doctypemigrations.errors import DumpFileError, LoadFailed, NotEnoughDiskSpace
+from corehq.doctypemigrations import diskcheck, dumpfile, state as states
+from corehq.doctypemigrations.attachments import (
+    BUDGET as ATTACHMENT_BUDGET, fetch_bounded, reread_with_attachments,
+)
+from corehq.doctypemigrations.errors import DumpFileError, LoadFailed
 from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, SizesByBytes, ordered, parts, scaled
 from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.selection import (
-    DocTypeSelection, feed_length, fetch_leaves, has_doc_type_view, scan_changes, scan_doc_type_view,
+    DocTypeSelection, feed_length, has_doc_type_view, scan_changes, scan_doc_type_view,
 )
 from corehq.doctypemigrations.stats import doc_types_total
 
@@ -43,13 +44,6 @@ InitialResult = namedtuple('InitialResult', 'docs_dumped docs_loaded original_se
 # chain of reads, not the fetches in flight, would otherwise set the pace.
 VIEW_PAGES = 4
 
-SAMPLE_DOCS = 100  # per doc type, to estimate the dump's size
-SPACE_MARGIN = 1.25  # a sample's average can be below the whole's
-# The dump holds a part of the source's docs, gzipped, and only their leaves:
-# it outgrows the source's file only with compressible attachments (stored
-# compressed, dumped as base64), which twice the file leaves room for.
-ROOMY = 2
-
 
 def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, events=None,
                 keep_dump=False, check_disk=True, free_bytes=None):
@@ -62,8 +56,8 @@ def run_initial(migrator, source, target, dump_path, settings=DEFAULT_SETTINGS, 
     state = states.load(migrator, ident)
     states.check('initial', state, migrator.slug)
     if check_disk and not _dump_is_complete(state, dump_path):
-        check_free_space(migrator, source, dump_path, _dumped_bytes(state, dump_path), free_bytes,
-                         source_info)
+        diskcheck.check_free_space(migrator, source, dump_path, _dumped_bytes(state, dump_path), free_bytes,
+                                   source_info)
     if state is None:
         state = states.create(migrator, ident, source_info['update_seq'])
     with claims.running(state, claims.INITIAL):
@@ -142,80 +136,6 @@ def _prepare_dump_file(state, dump_path, header):
     return header_end
 
 
-# -- the disk check --------------------------------------------------------------
-
-def check_free_space(migrator, source, dump_path, dumped=0, free_bytes=None, source_info=None):
-    """Refuse a dump that would not fit where it goes (what is ``dumped``
-    already is on the disk, and counted out of the need).
-
-    Free space of ROOMY times the source's whole file is enough without an
-    estimate, which on pouchdb-server costs a read of every migrating row
-    (CouchDB counts from its index).
-    """
-    folder = os.path.dirname(os.path.abspath(dump_path))
-    free = _free_bytes(folder) if free_bytes is None else free_bytes
-    file_size = _file_size(source_info or source.info())
-    if file_size and free >= ROOMY * file_size:
-        return
-    needed = max(0, round(estimate_dump_size(migrator, source) * SPACE_MARGIN) - dumped)
-    if needed > free:
-        raise NotEnoughDiskSpace(
-            f"The dump of {migrator.slug!r} needs about {_size(needed)} and {folder} has "
-            f"{_size(free)} free: free some space, or dump to a larger disk with --dump-file PATH. "
-            f"The need is an estimate (a sample of the docs, compressed as the dump is, plus "
-            f"{round(SPACE_MARGIN * 100 - 100)}%); --skip-disk-check dumps without it.")
-
-
-def estimate_dump_size(migrator, source, sample_docs=SAMPLE_DOCS):
-    """The dump's size in bytes: each doc type's count times the compressed
-    size of a sample of its docs, with all their leaves, as the dump holds them."""
-    if has_doc_type_view(source):
-        return sum(_doc_type_size(source, doc_type, sample_docs) for doc_type in migrator.all_doc_types)
-    return _feed_share_size(migrator, source, sample_docs * 10)
-
-
-def _doc_type_size(source, doc_type, sample_docs):
-    count = doc_types_total(source, [doc_type])
-    if not count:
-        return 0
-    sample, _position = next(scan_doc_type_view(source, [doc_type], sample_docs))
-    return count * _dumped_size(source, sample) / max(len(sample), 1)
-
-
-def _feed_share_size(migrator, source, sample_changes):
-    """Without the view the migrating docs are not counted: the first changes
-    of the feed stand for the whole feed, migrating docs or not."""
-    sample, _seq = next(scan_changes(source, sample_changes, max_bytes=None))  # one page, as asked
-    selection = DocTypeSelection(migrator.all_doc_types)
-    wanted = [change for change in sample if selection.wants(change)]
-    return feed_length(source.info()) * _dumped_size(source, wanted) / max(len(sample), 1)
-
-
-def _dumped_size(source, changes):
-    docs, _missing = fetch_leaves(source, changes)
-    return dumpfile.compressed_size(docs)
-
-
-def _file_size(info):
-    """The database file's size (CouchDB 2+ and Cloudant: sizes.file; CouchDB 1
-    and pouchdb-server: disk_size), or None."""
-    return (info.get('sizes') or {}).get('file') or info.get('disk_size')
-
-
-def _free_bytes(folder):
-    try:
-        return shutil.disk_usage(folder).free
-    except FileNotFoundError:
-        raise DumpFileError(f"{folder}, where the dump goes, does not exist") from None
-
-
-def _size(n):
-    for unit, scale in (('GB', 10 ** 9), ('MB', 10 ** 6), ('kB', 10 ** 3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit} ({n} bytes)"
-    return f"{n} bytes"
-
-
 # -- dump and load ------------------------------------------------------------------
 
 def _dump(state, migrator, source, dump_path, settings, events):
@@ -233,7 +153,7 @@ def _dump(state, migrator, source, dump_path, settings, events):
                 sizes.saw(writer.write(docs), len(docs))
                 unsaved += len(docs)
                 for group in pending:  # one group of attachment data in memory at a time
-                    filled, gone = with_data(source, group)
+                    filled, gone = reread_with_attachments(source, group)
                     writer.write(filled)
                     unsaved += len(filled)
                     missing_revs += gone

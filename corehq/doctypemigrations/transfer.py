@@ -36,7 +36,7 @@ def copy_revisions(source, target, pairs, budget=BUDGET, workers=DEFAULT_WORKERS
     held = _newest_held_ancestors(target, [doc for doc in docs if doc.get('_attachments')])
     errors = []
     for group in groups(docs, budget, lambda doc: _bytes_to_send(doc, held)):
-        errors += write_docs(target, _with_data(source, group, held, workers))
+        errors += write_docs(target, _with_attachments_to_send(source, group, held, workers))
     return docs, errors, gone
 
 
@@ -80,7 +80,7 @@ def _bytes_to_send(doc, held):
     return sum(doc['_attachments'][name].get('length', 0) for name in _to_send(doc, held))
 
 
-def _with_data(source, docs, held, workers):
+def _with_attachments_to_send(source, docs, held, workers):
     """Copies of ``docs`` with the data of the attachments to send inline."""
     wanted = [(doc, name) for doc in docs for name in _to_send(doc, held)]
     fetched = ordered(wanted, lambda pair: _attachment_data(source, *pair), workers, source.budget, ahead=0)

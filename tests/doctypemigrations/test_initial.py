@@ -6,7 +6,7 @@ import stat
 import pytest
 from django.core.management.base import CommandError
 
-from corehq.doctypemigrations import dumpfile, initial, state as states
+from corehq.doctypemigrations import diskcheck, dumpfile, initial, state as states
 from corehq.doctypemigrations.errors import NotEnoughDiskSpace
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
@@ -176,7 +176,7 @@ def test_the_estimate_is_near_the_real_dump_size(migration_dbs, view):
     if not view:
         ddoc = source.get('_design/all_docs')
         source.bulk_docs([{'_id': ddoc['_id'], '_rev': ddoc['_rev'], '_deleted': True}])
-    estimate = initial.estimate_dump_size(users_migration, source)
+    estimate = diskcheck.estimate_dump_size(users_migration, source)
     run('user_db_migration', '--initial', '--keep-dump')
     actual = os.path.getsize('user_db_migration.log')
     assert 0.7 * actual < estimate < 1.5 * actual
@@ -185,7 +185,7 @@ def test_the_estimate_is_near_the_real_dump_size(migration_dbs, view):
 def test_a_resumed_dump_needs_only_what_is_left_and_a_load_needs_no_space(migration_dbs):
     source, target = migration_dbs
     migrating, _ = seed(source, n=300)
-    whole = initial.estimate_dump_size(users_migration, source) * initial.SPACE_MARGIN
+    whole = diskcheck.estimate_dump_size(users_migration, source) * diskcheck.SPACE_MARGIN
 
     def run_initial(*args, **kwargs):
         return initial.run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, *args, **kwargs)
@@ -206,12 +206,12 @@ def test_free_space_of_twice_the_source_file_needs_no_estimate(migration_dbs, mo
     seed(source)
     file_size = source.info()['disk_size']
     estimated = []
-    real_estimate = initial.estimate_dump_size
-    monkeypatch.setattr(initial, 'estimate_dump_size',
+    real_estimate = diskcheck.estimate_dump_size
+    monkeypatch.setattr(diskcheck, 'estimate_dump_size',
                         lambda *args: estimated.append(1) or real_estimate(*args))
-    initial.check_free_space(users_migration, source, 'dump.log', free_bytes=2 * file_size)
+    diskcheck.check_free_space(users_migration, source, 'dump.log', free_bytes=2 * file_size)
     assert estimated == []
-    initial.check_free_space(users_migration, source, 'dump.log', free_bytes=2 * file_size - 1)
+    diskcheck.check_free_space(users_migration, source, 'dump.log', free_bytes=2 * file_size - 1)
     assert estimated == [1]
 
 
