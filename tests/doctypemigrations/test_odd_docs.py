@@ -18,6 +18,7 @@ from django.core.management.base import CommandError
 
 from corehq.couch import deepjson, doc_path
 from corehq.doctypemigrations.migrator_instances import users_migration
+from tests import processes
 from tests.conftest import PROJECT_DIR
 from tests.doctypemigrations.helpers import (
     initial_in_subprocess, make_conflicted, manage_py, run, state_db_ready, trees,
@@ -181,8 +182,8 @@ def test_a_follower_copies_what_it_should_of_odd_and_deep_docs_written_while_it_
     initial_in_subprocess(subprocess_env, tmp_path)
     log = tmp_path / 'follower.out'
     with open(log, 'w') as out:
-        follower = subprocess.Popen(
-            [sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration', SLUG, '--continuous'],
+        follower = processes.start(
+            [sys.executable, PROJECT_DIR / 'manage.py', 'run_doctype_migration', SLUG, '--continuous'],
             cwd=tmp_path, env=subprocess_env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: 'All caught up' in log.read_text(), 'the first catch-up', follower=follower)

@@ -9,17 +9,13 @@ import time
 
 import pytest
 
+from tests import processes
 from tests.conftest import PROJECT_DIR
 from tests.doctypemigrations.helpers import attachment, manage_py, start_migration, state_db_ready, \
     visible_trees
 
 SLUG = 'user_db_migration'
 STOPS_WITHIN = 20  # seconds; a stalled request would otherwise hold the process for the read timeout (300 s)
-
-
-def _default_sigint():
-    # A background job inherits an ignored SIGINT; the test must not depend on how pytest was started.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(condition, what, timeout=120):
@@ -39,8 +35,8 @@ def through_proxy(migration_dbs, couch_proxy, subprocess_env, tmp_path):
 
 
 def _start(env, cwd, *phase):
-    return start_migration(env, cwd, *phase, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           preexec_fn=_default_sigint)
+    # start_migration gives the child SIGINT's default action, whatever this run inherited
+    return start_migration(env, cwd, *phase, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _stop(proc, signum):
@@ -127,9 +123,8 @@ def test_a_stop_of_delete_doc_conflicts_while_a_read_stalls(through_proxy, tmp_p
     initial = manage_py(env, 'run_doctype_migration', SLUG, '--initial', cwd=tmp_path, timeout=300)
     assert initial.returncode == 0, initial.stdout + initial.stderr
     proxy.stall_after_bytes, proxy.drop_paths = 0, '^GET '  # every read hangs
-    proc = subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'delete_doc_conflicts', SLUG],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, preexec_fn=_default_sigint)
+    proc = processes.start([sys.executable, PROJECT_DIR / 'manage.py', 'delete_doc_conflicts', SLUG],
+                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for(lambda: proxy.stalls >= 1, 'a stalled read')
         output, _took = _stop(proc, signal.SIGINT)
