@@ -1,7 +1,5 @@
 """Where a pillow puts what it makes of the changes: a small interface, so a
 search index can take the Django table's place."""
-from django.db import transaction
-
 from corehq.pillows.models import UserIndexEntry
 
 
@@ -23,10 +21,13 @@ class Sink:
 class UserIndexSink(Sink):
     """The user index in a Django table (UserIndexEntry)."""
 
-    @transaction.atomic
     def save(self, entries):
-        for doc_id, fields in entries.items():
-            UserIndexEntry.objects.update_or_create(doc_id=doc_id, defaults=fields)
+        # one upsert: no read before the write, which on SQLite would take a
+        # lock another process may hold, and fail at once rather than wait
+        rows = [UserIndexEntry(doc_id=doc_id, **fields) for doc_id, fields in entries.items()]
+        if rows:
+            UserIndexEntry.objects.bulk_create(rows, update_conflicts=True, unique_fields=['doc_id'],
+                                               update_fields=['doc_type', 'domain', 'name', 'active'])
 
     def delete(self, doc_ids):
         UserIndexEntry.objects.filter(doc_id__in=list(doc_ids)).delete()
