@@ -137,3 +137,20 @@ def test_a_pillow_that_never_ran_and_one_moved_already(migration_dbs, settings):
         move('user_index', SLUG)
     pillow('user_index', '--until-caught-up')  # on the target, from its start
     assert 'nothing to move' in move('user_index', SLUG)
+
+
+def test_a_pair_recorded_after_the_pillow_stopped_is_not_used(migration_dbs, settings):
+    """--continuous lagging at the flip records a pair the pillow had processed,
+    but with a target seq after the app's first direct writes to the target."""
+    source, target = migration_dbs
+    write_users(source, 'a', 10)
+    run(SLUG, '--initial')
+    write_users(source, 'b', 10)
+    pillow('user_index', '--until-caught-up')  # then stopped, before the flip
+    flip(settings)
+    write_users(target, 'direct', 2)  # the app, after the deploy
+    run(SLUG, '--continuous', '--until-caught-up')  # catches up only now: its pair is after 'direct'
+    move('user_index', SLUG)
+    pillow('user_index', '--until-caught-up')
+    assert 'direct0' in index() and 'b9' in index()
+    assert index() == rebuilt_index()
