@@ -1,7 +1,12 @@
 """The seq pairs (source seq, target seq) recorded by --initial and --continuous,
 and the rule that makes a pair usable: every source change after its source
 seq shows up in the target's feed after its target seq."""
+import json
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from corehq.couch import CouchDB
 from corehq.doctypemigrations import state as states
@@ -145,3 +150,23 @@ def test_pairs_are_thinned_keeping_the_newest_and_the_first_usable(migration_dbs
     kept = list(state.seq_pairs.order_by('id'))
     assert first in kept and len(kept) <= 40 // 2
     assert [states.decode_seq(pair.source_seq) for pair in kept[-5:]] == [f"s{i}" for i in range(35, 40)]
+
+
+def test_status_shows_the_latest_pair(migration_dbs):
+    source, target = migration_dbs
+    source.bulk_docs([{'_id': f"u{i}", 'doc_type': 'CommCareUser'} for i in range(5)])
+    run('user_db_migration', '--initial')
+    source.put({'_id': 'later', 'doc_type': 'Group'})
+    run('user_db_migration', '--continuous', '--until-caught-up')
+    latest = states.latest_pair(states.get(users_migration.slug))
+    out = StringIO()
+    with pytest.raises(CommandError, match='follower_dead'):  # no --continuous runs now
+        call_command('run_doctype_migration', 'user_db_migration', '--status', '--json', stdout=out)
+    pair = json.loads(out.getvalue())['seq_pair']
+    assert pair['source_seq'] == states.decode_seq(latest.source_seq)
+    assert pair['source_seq'] == states.latest_checkpoint(latest.migration)
+    assert pair['target_seq'] == target.update_seq() and pair['usable'] is True
+    text = StringIO()
+    with pytest.raises(CommandError, match='follower_dead'):
+        call_command('run_doctype_migration', 'user_db_migration', '--status', stdout=text)
+    assert f"seq pair    source {pair['source_seq']} = target {pair['target_seq']} at " in text.getvalue()
