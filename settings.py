@@ -27,6 +27,8 @@ INSTALLED_APPS = [
     'corehq.apps.domain',
     'corehq.apps.users',
     'corehq.apps.groups',
+    'corehq.apps.forms',
+    'corehq.apps.cases',
     'corehq.demo',
 ]
 
@@ -82,6 +84,8 @@ USERS_GROUPS_DB = os.environ.get('USERS_GROUPS_DB') or None
 COUCHDB_APPS = [
     'couchapps',
     'domain',
+    'forms',
+    'cases',
     ('groups', USERS_GROUPS_DB),
     ('users', USERS_GROUPS_DB),
 ]

@@ -51,8 +51,8 @@ def parse_args(argv):
     parser.add_argument('--only', type=lambda text: set(text.split(',')), metavar='NAMES',
                         help="Measure only these figures (comma-separated keys of the JSON's figures: "
                         "copies such as initial,proxy_initial,rl_initial,link_initial,link_raw, and "
-                        "readers, rate_limited_phases, continuous, link_lag, quiet_lag, cleanup). For "
-                        "working on one figure; a ratio needs both of its figures named.")
+                        "readers, rate_limited_phases, continuous, link_lag, quiet_lag, verify, cleanup). "
+                        "For working on one figure; a ratio needs both of its figures named.")
     parser.add_argument('--quick', action='store_true', help="A smoke run: 10k docs, 1 round, 10 s of "
                         "lag, 20 s of quiet then 10 writes, --canary-wait 1 in the 429 run's --cleanup.")
     parser.add_argument('--out', default=str(DEFAULT_OUT), help="Where the JSON goes (default %(default)s).")
@@ -144,9 +144,10 @@ class Copy:
 def run_all(args, server, workdir, doc_types, run):
     big = Project(workdir, server.url, MAIN_DB, 'n')
     small = Project(workdir, server.url, SMALL_DB, 'n_small')
-    datasets = run.phase('generate', f"writing {args.docs} + {args.small_docs} docs", lambda: (
-        datagen.generate(server.db(MAIN_DB), args.docs, seed=args.seed),
-        datagen.generate(server.db(SMALL_DB), args.small_docs, seed=args.seed + 1)))
+    datasets = run.phase('generate', f"writing {args.docs} + {args.small_docs} docs with "
+                         "corehq/demo/realistic.py", lambda: (
+                             datagen.generate(server.db(MAIN_DB), args.docs, seed=args.seed),
+                             datagen.generate(server.db(SMALL_DB), args.small_docs, seed=args.seed + 1)))
     if datasets is None:
         raise RuntimeError(f"could not write the data set: {run.errors['generate']}")
     dataset, dataset_small = datasets
@@ -162,7 +163,8 @@ def run_all(args, server, workdir, doc_types, run):
 
     def wanted(name):
         return not args.only or name in args.only
-    needs_state = any(wanted(name) for name in ('readers', 'continuous', 'link_lag', 'quiet_lag', 'cleanup'))
+    needs_state = any(wanted(name) for name in ('readers', 'continuous', 'link_lag', 'quiet_lag', 'verify',
+                                                'cleanup'))
     if initial_done and needs_state and migration.phase_of(big) != 'following':
         # The round's last --initial of the big data set failed (a link or 429 run,
         # say): the phases below need a complete one.
@@ -199,6 +201,10 @@ def run_all(args, server, workdir, doc_types, run):
                 'quiet_lag', f"--continuous caught up, {args.quiet_seconds:.0f} s of quiet, then "
                 f"{args.quiet_writes} writes a second apart",
                 lambda: lag.measure_quiet_lag(big, server, args.quiet_seconds, args.quiet_writes).as_dict())
+        if initial_done and wanted('verify'):
+            # Reported, not judged yet: --verify is being made clean on such data (issue 17).
+            figures['verify'] = run.phase('verify', "--continuous --until-caught-up, then --verify at N",
+                                          lambda: migration.run_verify(big))
         if initial_done and wanted('cleanup'):
             figures['cleanup'] = run.phase('cleanup', "--cleanup with and without its canary wait and "
                                            "index catch-up", lambda: _cleanup_figures(big, server, workdir))

@@ -56,6 +56,21 @@ def run_cleanup(project, *extra):
     return PhaseResult(finished.seconds, finished.peak_rss_mb, int(match.group(1)), finished.cpu_seconds)
 
 
+def run_verify(project):
+    """``--continuous --until-caught-up`` (the lag phases stop their follower
+    with writes maybe still unread), then ``--verify``: its exit code and its
+    counts line, whatever they are."""
+    project.run('run_doctype_migration', SLUG, '--continuous', '--until-caught-up', timeout=INITIAL_TIMEOUT)
+    finished = project.run('run_doctype_migration', SLUG, '--verify', timeout=INITIAL_TIMEOUT,
+                           ok_codes=range(256))
+    lines = [line.strip() for line in finished.stdout.splitlines() if line.strip()]
+    counts = next((line for line in lines if re.search(r"\d+ equal", line)), lines[0] if lines else '')
+    error = finished.stderr.strip().splitlines()
+    return {'exit_code': finished.returncode, 'seconds': finished.seconds, 'line': counts,
+            'error': error[0] if finished.returncode and error else None,
+            'peak_rss_mb': finished.peak_rss_mb}
+
+
 def time_readers(project, server):
     """How long the read-only commands take to answer, as an operator runs them.
 

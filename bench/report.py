@@ -319,6 +319,11 @@ def table(meta, dataset, figures, goals):
                       + f": lag p50 {lag['p50']:.3f} s, p95 {lag['p95']:.3f} s, max {lag['max']:.3f} s over "
                       f"{lag['measured_writes']} migrating writes ({lag['unobserved']} never arrived); "
                       f"follower peak RSS {lag['follower_peak_rss_mb']:.0f} MB"]
+    verified = figures.get('verify')
+    if verified:
+        lines += ['', f"--verify at N after --initial and --continuous: exit {verified['exit_code']} in "
+                      f"{verified['seconds']:.1f} s: {verified['line']}"
+                  + (f" ({verified['error']})" if verified.get('error') else '')]
     limited = figures.get('rate_limited_phases')
     if limited:
         lines += ['', f"every phase at N_small through a proxy answering {limited['rate_limit']:.0%} "

@@ -12,8 +12,9 @@ from corehq.embedded_couch.server import EmbeddedCouch, free_port
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-# couch_proxy and proxied_dbs, for the tests that need faults between the client and the server
-pytest_plugins = ['tests.proxy_fixtures']
+# couch_proxy and proxied_dbs, for the tests that need faults between the client and the server;
+# the check that no test leaves a process running (and pytester, to show that check fail)
+pytest_plugins = ['tests.proxy_fixtures', 'tests.processes', 'pytester']
 
 
 def pytest_addoption(parser):

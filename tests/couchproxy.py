@@ -26,6 +26,10 @@ pouchdb-server behave like the harder servers production meets:
   (a ``validate_doc_update`` saying ``forbidden``) and never reach the server;
 - ``pause()``/``resume()``: the server goes away and comes back on the same port.
 
+And it records: ``record_bodies`` keeps the requests it matches, with their
+headers and bodies as the client sent them, in ``bodies``, to check what a
+client sends where the server does not show what it keeps.
+
 Usage::
 
     proxy = CouchProxy(couch_server.url, opaque_seqs=True).start()
@@ -48,6 +52,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote_plus, urlsplit
+
+from corehq.couch import deepjson
 
 LOOPBACK = '127.0.0.1'
 UPSTREAM_TIMEOUT = 300  # long enough for any longpoll a test makes; stop() cuts the rest
@@ -75,6 +81,8 @@ FAULT_DEFAULTS = {
     'fail_probability': 1.0,      # ... on this share of them (drawn from fail_seed)
     'require_auth': None,         # (user, password) for Basic auth, stripped before forwarding
     'inject_doc_errors': None,    # {doc_id: (error, reason)} or callable(doc) -> (error, reason) | None
+    'record_bodies': None,        # keep the requests matching this regex (searched in
+                                  # "METHOD /path?query") as RecordedRequest in ``bodies``
 }
 
 # Headers that describe one hop, not the message: each side of the proxy sets its own.
@@ -245,6 +253,7 @@ class CouchProxy:
             self.replayed_rows = 0
             self.injected_errors = 0
             self.rate_limited = 0
+            self.bodies = []  # RecordedRequest, see record_bodies
 
     def count(self, method=None, path=None):
         """How many requests came in: ``method`` exactly, ``path`` a regex searched
@@ -263,6 +272,9 @@ class CouchProxy:
             self.bytes_received += len(request.body)
             endpoint = _endpoint(request)
             self.largest_request[endpoint] = max(len(request.body), self.largest_request.get(endpoint, 0))
+            if self.record_bodies is not None and re.search(self.record_bodies, request.line):
+                self.bodies.append(RecordedRequest(
+                    request.line, {k.lower(): v for k, v in request.headers}, request.body))
 
     @contextmanager
     def _open_request(self, request):
@@ -424,7 +436,7 @@ class CouchProxy:
                 rejected[index] = _error_row(doc, *error)
         if not rejected:
             return []
-        request.body = json.dumps({**body, 'docs': kept}).encode()
+        request.body = _json_text({**body, 'docs': kept})
 
         def merge(rows):
             if not isinstance(rows, list):
@@ -627,8 +639,24 @@ def _target(path, query):
 def _json_or_none(data):
     try:
         return json.loads(data)
+    except RecursionError:  # a doc nested deeper than the stdlib's recursion: CouchDB stores any depth
+        return _deep_json_or_none(data)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def _deep_json_or_none(data):
+    try:
+        return deepjson.loads(data)
+    except ValueError:
+        return None
+
+
+def _json_text(payload):
+    try:
+        return json.dumps(payload, separators=(',', ':')).encode()
+    except RecursionError:
+        return deepjson.dumps(payload)
 
 
 # -- HTTP plumbing -------------------------------------------------------------
@@ -648,6 +676,14 @@ class _Dropped(Exception):
 
 class _Stalled(Exception):
     """The response stopped on purpose, its connection left open."""
+
+
+@dataclass
+class RecordedRequest:
+    """A request as the client sent it (see ``record_bodies``)."""
+    line: str
+    headers: dict  # lower-cased names
+    body: bytes
 
 
 @dataclass
@@ -1020,4 +1056,4 @@ def _apply(rewrites, data):
         return data
     for rewrite in rewrites:
         payload = rewrite(payload)
-    return json.dumps(payload, separators=(',', ':')).encode()
+    return _json_text(payload)

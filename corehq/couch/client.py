@@ -17,6 +17,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from corehq.couch import deepjson
 from corehq.couch.credentials import mask_password, split_credentials
 
 DEFAULT_TIMEOUT = (10, 300)
@@ -280,7 +281,8 @@ def doc_path(doc_id):
 
 
 def dumps(obj):
-    return orjson.dumps(obj)
+    """JSON bytes of any depth (see deepjson): a doc is never too deep to send."""
+    return deepjson.dumps(obj)
 
 
 # Failures of the connection itself, as opposed to answers from CouchDB.
@@ -386,7 +388,7 @@ class CouchDB:
             try:
                 content = response.content
                 if decode and response.status_code < 400:
-                    return response, orjson.loads(content), retry
+                    return response, deepjson.loads(content), retry
                 return response, None, retry
             except MID_BODY_ERRORS:
                 cause = 'the response was cut off'
@@ -394,7 +396,7 @@ class CouchDB:
                 if not stalled_midway(e):
                     raise
                 cause = STALLED
-            except orjson.JSONDecodeError:
+            except deepjson.JSONDecodeError:
                 cause = 'the response was incomplete or invalid'
             response.close()
             try:

@@ -24,6 +24,7 @@ import zlib
 
 import orjson
 
+from corehq.couch import deepjson
 from corehq.doctypemigrations.errors import CorruptDumpFile, DumpFileError, DumpFileMismatch
 
 FORMAT = 'doctype-migration-dump/2'
@@ -159,7 +160,7 @@ def _member_contents(docs):
     address at most LINE_SLOTS lines of a member."""
     lines, size = [], 0
     for doc in docs:
-        line = orjson.dumps(doc) + b'\n'
+        line = deepjson.dumps(doc) + b'\n'
         lines.append(line)
         size += len(line)
         if size >= MEMBER_BYTES or len(lines) == LINE_SLOTS:
@@ -294,5 +295,5 @@ def _damaged(path, offset, what):
 
 
 def id_and_rev(raw):
-    doc = orjson.loads(raw)
+    doc = deepjson.loads(raw)
     return doc.get('_id'), doc.get('_rev')

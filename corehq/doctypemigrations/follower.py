@@ -29,7 +29,9 @@ from corehq.doctypemigrations.inflight import DEFAULT_WORKERS
 from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs
 from corehq.doctypemigrations.models import FOLLOWING
 from corehq.doctypemigrations.pairs import PairJudge
-from corehq.doctypemigrations.selection import DocTypeSelection, is_replicated_id, live_leaves, parse_change
+from corehq.doctypemigrations.selection import (
+    DocTypeSelection, is_feed_end, is_replicated_id, live_leaves, parse_change,
+)
 from corehq.doctypemigrations.transfer import copy_missing
 
 FollowSettings = namedtuple(
@@ -114,7 +116,7 @@ class ChangesFollower:
             rows = page['results']
             since = page['last_seq']
             self.batch.add([parse_change(row) for row in rows], since)
-            caught_up = not rows or page.get('pending') == 0 or len(rows) < self._last_limit
+            caught_up = is_feed_end(page, self._last_limit)
             if caught_up or self.batch.rows >= self.settings.batch_size \
                     or self.batch.age() >= self.settings.batch_seconds:
                 self._commit()

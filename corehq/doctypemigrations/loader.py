@@ -6,9 +6,7 @@ batch can be resent after any failure.
 import base64
 from collections import namedtuple
 
-import orjson
-
-from corehq.couch import CouchHTTPError, RequestTooLarge
+from corehq.couch import CouchHTTPError, RequestTooLarge, deepjson
 
 DocError = namedtuple('DocError', 'id rev error reason')
 
@@ -28,7 +26,7 @@ def write_raw(target, raw_docs):
         rows = target.bulk_docs(bulk_body(raw_docs))
     except RequestTooLarge:
         if len(raw_docs) == 1:
-            return write_large(target, orjson.loads(raw_docs[0]))
+            return write_large(target, deepjson.loads(raw_docs[0]))
         middle = len(raw_docs) // 2
         return write_raw(target, raw_docs[:middle]) + write_raw(target, raw_docs[middle:])
     return _doc_errors(rows)
@@ -100,4 +98,4 @@ def _doc_errors(rows):
 
 
 def write_docs(target, docs):
-    return write_raw(target, [orjson.dumps(doc) for doc in docs])
+    return write_raw(target, [deepjson.dumps(doc) for doc in docs])

@@ -1,9 +1,8 @@
 """Which documents a migration moves, and reading them with their full history."""
 from collections import namedtuple
 
-import orjson
-
-from corehq.doctypemigrations.events import catch_up
+from corehq.couch import deepjson
+from corehq.doctypemigrations.indexwait import catch_up
 from corehq.doctypemigrations.inflight import SizesByBytes, scaled
 
 # One document as the _changes feed shows it: its id, every leaf rev (deleted
@@ -70,10 +69,17 @@ def scan_changes(db, page_size, since=None, conflicts=False, max_bytes=PAGE_BYTE
         results = page['results']
         since = page['last_seq']
         if max_bytes:
-            sizes.saw(len(orjson.dumps([row.get('doc') for row in results])), len(results))
+            sizes.saw(len(deepjson.dumps([row.get('doc') for row in results])), len(results))
         yield [parse_change(row) for row in results], since
-        if len(results) < limit or page.get('pending') == 0:
+        if is_feed_end(page, limit):
             return
+
+
+def is_feed_end(page, limit):
+    """Whether a ``_changes`` page asked with ``limit`` reached the feed's end:
+    a short page, or a server that says nothing is pending (a full page may
+    end the feed exactly; the next read then comes back empty)."""
+    return len(page['results']) < limit or page.get('pending') == 0
 
 
 def feed_length(info):
@@ -83,6 +89,12 @@ def feed_length(info):
 
 
 BY_DOC_TYPE = ('all_docs', 'by_doc_type')
+
+
+def doc_type_range(doc_type, after=None):
+    """The by_doc_type view's key range of one doc type (its keys are
+    [doc_type, doc id]), from ``after`` (a key, itself included) when given."""
+    return {'startkey': after or [doc_type], 'endkey': [doc_type, {}]}
 
 
 def has_doc_type_view(db):
@@ -148,14 +160,13 @@ def _view_page(db, doc_type, after, page_size, stale=False, include_docs=False):
     Paging starts at the last key seen and drops it, rather than skipping one
     row: if that doc was deleted meanwhile, skip would pass over the next one.
     """
-    startkey = after or [doc_type]
     params = {'include_docs': True, 'conflicts': True} if include_docs else {}
     if stale:
         # stale=ok rather than update=false: pouchdb-server knows only the
         # former, and CouchDB 3 and Cloudant still accept it.
         params['stale'] = 'ok'
-    rows = db.view(*BY_DOC_TYPE, reduce=False, startkey=startkey, endkey=[doc_type, {}],
-                   limit=page_size + 1, **params)['rows']
+    rows = db.view(*BY_DOC_TYPE, reduce=False, limit=page_size + 1, **doc_type_range(doc_type, after),
+                   **params)['rows']
     rows = [row for row in rows if row['key'] != after]
     return rows[:page_size]
 

@@ -3,8 +3,9 @@ from contextlib import contextmanager
 
 from corehq.couch import CouchNotFound, DatabaseMissing
 from corehq.doctypemigrations.errors import StatsViewMissing
-from corehq.doctypemigrations.events import Events, catch_up
-from corehq.doctypemigrations.selection import BY_DOC_TYPE
+from corehq.doctypemigrations.events import Events
+from corehq.doctypemigrations.indexwait import catch_up
+from corehq.doctypemigrations.selection import BY_DOC_TYPE, doc_type_range
 
 
 def doc_type_counts(db, doc_types=None, events=None):
@@ -19,8 +20,16 @@ def doc_type_counts(db, doc_types=None, events=None):
     with _view_needed(db):
         catch_up(db, *BY_DOC_TYPE, events)  # a reduce query would wait for it with a read timeout
         if doc_types is None:
-            return {row['key'][0]: row['value'] for row in db.view(*BY_DOC_TYPE, group_level=1)['rows']}
+            return _counted_at_once(db)
         return _counted_one_by_one(db, doc_types, events or Events())
+
+
+def _counted_at_once(db):
+    """Every doc type's count in one reduce. A doc_type that is not a string
+    (a list, an object, a number) is no doc type: a by_doc_type view synced
+    before the couchapps view emitted strings only still has such keys."""
+    rows = db.view(*BY_DOC_TYPE, group_level=1)['rows']
+    return {row['key'][0]: row['value'] for row in rows if isinstance(row['key'][0], str)}
 
 
 def _counted_one_by_one(db, doc_types, events):
@@ -30,7 +39,7 @@ def _counted_one_by_one(db, doc_types, events):
     try:
         for doc_type in doc_types:
             counts[doc_type] = sum(row['value'] for row in db.view(
-                *BY_DOC_TYPE, startkey=[doc_type], endkey=[doc_type, {}])['rows'])
+                *BY_DOC_TYPE, **doc_type_range(doc_type))['rows'])
             events.advanced(stage, 1)
     finally:
         events.stage_done(stage)

@@ -18,7 +18,7 @@ from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.couch import CouchDB, CouchError, CouchUnauthorized, CouchUnreachable, DatabaseMissing
 from corehq.doctypemigrations.models import CLEANING, DUMPING, FOLLOWING, LOADING
-from corehq.doctypemigrations.selection import BY_DOC_TYPE, feed_length
+from corehq.doctypemigrations.selection import BY_DOC_TYPE, doc_type_range, feed_length
 
 # Beyond this many, pouchdb-server's feed (which gives no ``pending``) and the
 # rows of the by_doc_type view left to dump (which it counts only by reading
@@ -316,7 +316,7 @@ def view_rows_after(source, doc_types, position, cap=PENDING_CAP, reductions=Fal
 
 
 def _reduced_count(source, doc_type, after):
-    rows = source.view(*BY_DOC_TYPE, startkey=after or [doc_type], endkey=[doc_type, {}],
+    rows = source.view(*BY_DOC_TYPE, **doc_type_range(doc_type, after),
                        stale='ok')['rows']
     count = rows[0]['value'] if rows else 0
     # the range starts at the row last read, which is dumped already
@@ -326,7 +326,7 @@ def _reduced_count(source, doc_type, after):
 def _rows_read(source, doc_type, after, limit):
     """Up to ``limit`` rows after the key ``after`` (the key itself dropped,
     as the dump drops it), ids only."""
-    rows = source.view(*BY_DOC_TYPE, reduce=False, startkey=after or [doc_type], endkey=[doc_type, {}],
+    rows = source.view(*BY_DOC_TYPE, reduce=False, **doc_type_range(doc_type, after),
                        limit=limit + 1, stale='ok')['rows']
     return len([row for row in rows if row['key'] != after][:limit])
 

@@ -7,10 +7,8 @@ gives no ``possible_ancestors``): an attachment whose ``revpos`` is at or
 below the newest ancestor the target already has goes as a stub, so an edit
 of a doc with a large photo does not send the photo again.
 """
-import base64
-
 from corehq.couch import doc_path
-from corehq.doctypemigrations.attachments import BUDGET, groups
+from corehq.doctypemigrations.attachments import BUDGET, groups, with_inline_data
 from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, ordered
 from corehq.doctypemigrations.loader import write_docs
 from corehq.doctypemigrations.selection import leaf_pairs
@@ -89,8 +87,7 @@ def _with_data(source, docs, held, workers):
     inline = {}
     for (doc, name), data in fetched:
         stub = doc['_attachments'][name]
-        inline.setdefault((doc['_id'], doc['_rev']), {})[name] = {
-            'content_type': stub.get('content_type'), 'data': base64.b64encode(data).decode()}
+        inline.setdefault((doc['_id'], doc['_rev']), {})[name] = with_inline_data(stub, data)
     return [_inlined(doc, inline.get((doc['_id'], doc['_rev']))) for doc in docs]
 
 

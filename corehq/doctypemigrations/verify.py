@@ -22,6 +22,7 @@ from collections import Counter, namedtuple
 
 from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
+from corehq.doctypemigrations.attachments import attachment_summary
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
 from corehq.doctypemigrations.inflight import ordered, parts
@@ -63,8 +64,9 @@ def verify(migrator, source, target, phase=states.NEW, page_size=1000, keep=20, 
         checks = [(SOURCE_STAGE, source, scan_changes(source, page_size),
                    lambda changes: cleanup_outcomes(source, target, selection, changes))]
     else:
+        revpos = keeps_revpos(target)
         checks = [(SOURCE_STAGE, source, scan_changes(source, page_size, conflicts=True),
-                   lambda changes: copy_outcomes(source, target, selection, changes)),
+                   lambda changes: copy_outcomes(source, target, selection, changes, revpos)),
                   (TARGET_STAGE, target, scan_changes(target, page_size),
                    lambda changes: extra_in_target(source, changes))]
     events = events or Events()
@@ -129,39 +131,44 @@ def _not_replayed(outcomes, previous_page):
 
 # -- before the cleanup: the target is a copy ---------------------------------------
 
-def summary(rev, deleted, doc):
+def summary(rev, deleted, doc, revpos=True):
     """What must match: the winning rev, the deleted state, the live conflict
-    leaves and the winner's attachments (``doc``: the winner's body, if read)."""
+    leaves and the winner's attachments (revpos, digest, length, content
+    type; ``doc``: the winner's body, if read). ``revpos=False`` leaves revpos
+    out, for a target that does not keep it."""
     doc = doc or {}
-    return rev, deleted, frozenset(doc.get('_conflicts', ())), attachment_stubs(doc)
+    attachments = attachment_summary(doc)
+    if not revpos:
+        attachments = {name: att._replace(revpos=None) for name, att in attachments.items()}
+    return rev, deleted, frozenset(doc.get('_conflicts', ())), frozenset(attachments.items())
 
 
-def attachment_stubs(doc):
-    """Each attachment's name, digest, length, content type and revpos, as
-    CouchDB shows them in a doc read without attachment data."""
-    return frozenset((name, stub.get('digest'), stub.get('length'), stub.get('content_type'),
-                      stub.get('revpos'))
-                     for name, stub in (doc.get('_attachments') or {}).items())
+def keeps_revpos(db):
+    """Whether the server keeps the revpos a copy sends (CouchDB and Cloudant
+    do); pouchdb-server stores the generation of the revision that carried
+    the attachment's data instead, so comparing it there would be a false
+    alarm on every doc edited after its attachment was added."""
+    return 'express-pouchdb' not in db.json('GET', server_level=True)
 
 
-def winners_with_conflicts(db, doc_ids):
+def winners_with_conflicts(db, doc_ids, revpos=True):
     """{doc id: summary} for the ids the db has, deleted ones included."""
     rows = db.all_docs(keys=doc_ids, include_docs=True, conflicts=True) if doc_ids else []
-    return {row['id']: summary(row['value']['rev'], bool(row['value'].get('deleted')), row.get('doc'))
+    return {row['id']: summary(row['value']['rev'], bool(row['value'].get('deleted')), row.get('doc'), revpos)
             for row in rows if 'value' in row}
 
 
-def _source_summary(change):
-    return summary(change.doc['_rev'], False, change.doc)
+def _source_summary(change, revpos=True):
+    return summary(change.doc['_rev'], False, change.doc, revpos)
 
 
-def copy_outcomes(source, target, selection, changes):
-    in_target = winners_with_conflicts(target, [c.id for c in changes])
-    return [(c.id, copy_outcome(source, target, c, selection.wants(c), in_target.get(c.id)))
+def copy_outcomes(source, target, selection, changes, revpos=True):
+    in_target = winners_with_conflicts(target, [c.id for c in changes], revpos)
+    return [(c.id, copy_outcome(source, target, c, selection.wants(c), in_target.get(c.id), revpos))
             for c in changes]
 
 
-def copy_outcome(source, target, change, wanted, target_summary):
+def copy_outcome(source, target, change, wanted, target_summary, revpos=True):
     """How the target's copy of one source doc compares; None when there is
     nothing to say (not migrating, and not live in the target)."""
     target_live = target_summary is not None and not target_summary[1]
@@ -171,17 +178,17 @@ def copy_outcome(source, target, change, wanted, target_summary):
         return STALE if target_live else None
     if target_summary is None:
         return MISSING
-    if target_summary == _source_summary(change):
+    if target_summary == _source_summary(change, revpos):
         return EQUAL
-    return explain_stale(source, target, change, target_summary)
+    return explain_stale(source, target, change, target_summary, revpos)
 
 
-def explain_stale(source, target, change, target_summary):
+def explain_stale(source, target, change, target_summary, revpos=True):
     """Name the cause when no copy can mend the difference: target leaves the
     source never had, built on what the source has (an edit made in the
     target); or live source conflicts the target holds only as deleted.
     Anything else is STALE: --continuous is behind."""
-    source_summary = _source_summary(change)
+    source_summary = _source_summary(change, revpos)
     if source_summary[1] != target_summary[1]:
         return STALE
     source_leaves = {source_summary[0]} | source_summary[2]
@@ -212,32 +219,40 @@ def extra_in_target(source, changes):
 def cleanup_outcomes(source, target, selection, changes):
     deleted = [c for c in changes if c.deleted]
     in_target = target.winning_revs([c.id for c in deleted]) if deleted else {}
-    held = [c for c in deleted if c.id in in_target and not in_target[c.id][1]]
-    uncopied = _deletions_the_target_lacks(source, target, held)
+    held = {c.id: c for c in deleted if c.id in in_target and not in_target[c.id][1]}
+    uncopied = _deletions_the_target_lacks(source, target, list(held.values()),
+                                           {doc_id: in_target[doc_id][0] for doc_id in held})
     outcomes = [(c.id, LEFT_IN_SOURCE) for c in changes if selection.wants(c)]
-    return outcomes + [(c.id, DELETED_UNCOPIED if c.id in uncopied else MOVED) for c in held]
+    return outcomes + [(doc_id, DELETED_UNCOPIED if doc_id in uncopied else MOVED) for doc_id in held]
 
 
-def _deletions_the_target_lacks(source, target, changes):
-    """Ids of docs whose source tombstones sit on a revision the target does
-    not know: the source had a revision the target never got, then deleted it.
+def _deletions_the_target_lacks(source, target, changes, target_winners):
+    """Ids of docs the source deleted on top of a revision the target never
+    got: old code edited the doc in the source, then deleted it.
 
-    A tombstone is accounted for when the target holds it or the revision it
-    deleted. pouchdb-server's ``_revs_diff`` also calls an ancestor known only
-    from a history (no body) missing, where CouchDB does not; such a revision
-    is one the source cannot show either, so only what the source holds with
-    its body counts. (A tombstone of a doc created deleted has no parent.)
+    Such a revision is newer than the target's live winner. A tombstone is
+    accounted for when the target holds it or the revision it deleted, or
+    when that revision is no newer than the target's winner: a deleted branch
+    replication left beside the doc, which no copy needed. pouchdb-server's
+    ``_revs_diff`` also calls an ancestor known only from a history (no
+    body) missing, where CouchDB does not; such a revision is one the source
+    cannot show either, so only what the source holds with its body counts.
     """
     tombstones, _gone = source.bulk_get([(c.id, rev) for c in changes for rev in c.leaf_revs],
                                         attachments=False)
     deleted = [(doc['_id'], doc['_rev'], _parent_rev(doc['_revisions'])) for doc in tombstones]
-    deleted = [(doc_id, rev, parent) for doc_id, rev, parent in deleted if parent]
+    deleted = [(doc_id, rev, parent) for doc_id, rev, parent in deleted
+               if parent and _generation(parent) > _generation(target_winners[doc_id])]
     if not deleted:
         return set()
     lacking = _missing_pairs(target, [(i, r) for i, rev, parent in deleted for r in (rev, parent)])
     unseen = _missing_pairs(source, [(doc_id, parent) for doc_id, _rev, parent in deleted])
     return {doc_id for doc_id, rev, parent in deleted
             if (doc_id, rev) in lacking and (doc_id, parent) in lacking and (doc_id, parent) not in unseen}
+
+
+def _generation(rev):
+    return int(rev.split('-', 1)[0])
 
 
 def _missing_pairs(db, pairs):

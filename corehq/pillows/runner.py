@@ -12,7 +12,7 @@ from collections import namedtuple
 from django.db import transaction
 
 from corehq.doctypemigrations import claim as claims
-from corehq.doctypemigrations.selection import parse_change
+from corehq.doctypemigrations.selection import is_feed_end, parse_change
 from corehq.pillows import checkpoints
 from corehq.pillows.errors import PillowMoved, PillowStopped
 
@@ -68,7 +68,7 @@ def _follow(pillow, checkpoint, db, heartbeat, stop, until_caught_up, settings, 
             checkpoints.advance(checkpoint, db.name, page['last_seq'], len(rows))
             on_page(len(rows), page['last_seq'])
         since = page['last_seq']
-        if not rows or page.get('pending') == 0 or len(rows) < settings.batch_size:
+        if is_feed_end(page, settings.batch_size):
             if until_caught_up:
                 return
             db.wait_for_change(since, settings.max_wait, settings.heartbeat_ms)

@@ -1,6 +1,5 @@
 """Building and inspecting real revision trees for the migration tests."""
 import base64
-import subprocess
 import sys
 import uuid
 from io import StringIO
@@ -8,6 +7,7 @@ from io import StringIO
 from django.core.management import call_command
 
 from corehq.doctypemigrations.events import Events
+from tests import processes
 from tests.conftest import PROJECT_DIR
 
 
@@ -82,8 +82,8 @@ def _body(doc):
 
 def manage_py(env, *args, cwd, **kwargs):
     """./manage.py in a process of its own (for env-driven settings and real kills)."""
-    return subprocess.run([sys.executable, str(PROJECT_DIR / 'manage.py'), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, **kwargs)
+    return processes.run([sys.executable, PROJECT_DIR / 'manage.py', *args], cwd=cwd, env=env,
+                         capture_output=True, text=True, **kwargs)
 
 
 def state_db_ready(env, cwd):
@@ -99,9 +99,10 @@ def initial_in_subprocess(env, cwd):
 
 
 def start_migration(env, cwd, *phase, **popen_kwargs):
-    """run_doctype_migration user_db_migration in the background, to kill or interrupt."""
-    return subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'run_doctype_migration',
-                             'user_db_migration', *phase], cwd=cwd, env=env, **popen_kwargs)
+    """run_doctype_migration user_db_migration in the background, to kill or interrupt
+    (Ctrl-C works in it, see tests.processes; stop it with ``processes.stop``)."""
+    return processes.start([sys.executable, PROJECT_DIR / 'manage.py', 'run_doctype_migration',
+                            'user_db_migration', *phase], cwd=cwd, env=env, **popen_kwargs)
 
 
 def run(*args, **kwargs):

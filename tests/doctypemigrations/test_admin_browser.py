@@ -5,6 +5,7 @@ an operator's visit: `./manage.py runserver` in a process of its own, and
 Debian's chromium, headless, logging in and opening the migration.
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from tests.conftest import PROJECT_DIR
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import manage_py, state_db_ready
 from tests.doctypemigrations.test_status import dump_killed
+from tests.processes import running
 
 SLUG = users_migration.slug
 CHANGELIST = '/admin/doctypemigrations/doctypemigration/'
@@ -135,9 +137,11 @@ def browser(tmp_path):
     for flag in CHROMIUM_FLAGS + (f"--user-data-dir={tmp_path / 'chromium-profile'}",):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.implicitly_wait(10)
-    yield driver
-    driver.quit()
+    try:
+        driver.implicitly_wait(30)  # a busy machine renders slowly
+        yield driver
+    finally:
+        driver.quit()
 
 
 @pytest.fixture
@@ -162,18 +166,13 @@ def runserver(refused_in_a_subprocess, tmp_path):
                         '--email', 'operator@example.com', cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     port = free_port()
-    log = open(tmp_path / 'runserver.log', 'w')
-    server = subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), 'runserver', '--noreload',
-                               f"127.0.0.1:{port}"],
-                              cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
+    command = [sys.executable, PROJECT_DIR / 'manage.py', 'runserver', '--noreload', f"127.0.0.1:{port}"]
+    with open(tmp_path / 'runserver.log', 'w') as log, \
+            running(command, stop_signal=signal.SIGTERM, timeout=30, cwd=tmp_path, env=env, stdout=log,
+                    stderr=subprocess.STDOUT) as server:
         wait_until_serving(server, f"{base}/admin/login/", tmp_path / 'runserver.log')
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def wait_until_serving(server, url, log_path, limit=60):

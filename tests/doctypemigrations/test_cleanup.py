@@ -1,4 +1,3 @@
-import signal
 import subprocess
 
 import pytest
@@ -14,6 +13,7 @@ from corehq.doctypemigrations.conflicts import STAGE, delete_doc_conflicts
 from tests.doctypemigrations.helpers import (
     RecordedEvents, initial_in_subprocess, make_conflicted, put_history, rev, run, start_migration,
 )
+from tests.processes import stop, wait_for_line
 
 
 def live_ids(db):
@@ -107,12 +107,11 @@ def test_the_canary_sees_a_follower_this_state_db_does_not_know(migration_dbs, s
     other = start_migration(subprocess_env, elsewhere, '--continuous',
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert any('All caught up' in other.stdout.readline() for _ in range(20))
+        wait_for_line(other, 'All caught up')
         with pytest.raises(CleanupRefused, match='canary'):
-            refuse_if_copying(source, target, 'CommCareUser', canary_wait=10)
+            refuse_if_copying(source, target, 'CommCareUser', canary_wait=60)
     finally:
-        other.send_signal(signal.SIGINT)
-        other.wait(timeout=30)
+        stop(other)
     refuse_if_copying(source, target, 'CommCareUser', canary_wait=1)
 
 

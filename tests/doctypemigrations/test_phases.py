@@ -28,6 +28,7 @@ from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import (
     initial_in_subprocess, make_conflicted, manage_py, put_history, rev, run, start_migration, trees,
 )
+from tests.processes import stop, wait_for_line
 
 SLUG = users_migration.slug
 
@@ -38,19 +39,6 @@ def live_ids(db):
 
 def state():
     return states.get(SLUG)
-
-
-def wait_for_line(proc, text, limit=60):
-    lines = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        lines.append(line)
-        if text in line:
-            return lines
-    raise AssertionError(f"{text!r} never came; got {lines}")
 
 
 def state_row(tmp_path):
@@ -146,8 +134,7 @@ def test_a_running_follower_stops_before_writing_once_cleanup_started(migration_
         source.bulk_docs([{'_id': 'u0', '_rev': u0['_rev'], '_deleted': True}])
         output, _ = follower.communicate(timeout=60)
     finally:
-        if follower.poll() is None:
-            follower.kill()
+        stop(follower, signal.SIGKILL)
     assert follower.returncode == 1 and 'stopped without writing' in output
     assert target.get('u0') is not None
 
@@ -266,8 +253,7 @@ def test_a_second_follower_is_refused_until_the_first_is_gone(migration_dbs, sub
         assert third.returncode == 0, third.stderr  # a dead pid on this host frees the claim at once
         assert state_row(tmp_path)[2] is None
     finally:
-        if first.poll() is None:
-            first.kill()
+        stop(first, signal.SIGKILL)
 
 
 def test_the_heartbeat_goes_on_while_the_server_stalls(own_server, subprocess_env, tmp_path):
@@ -286,8 +272,7 @@ def test_the_heartbeat_goes_on_while_the_server_stalls(own_server, subprocess_en
         assert age < 3, f"the heartbeat is {age:.1f}s old while the server stalls"
     finally:
         os.kill(pid, signal.SIGCONT)
-        follower.send_signal(signal.SIGINT)
-        follower.wait(timeout=60)
+        stop(follower)
 
 
 # 7. Checkpoints belong to the databases they describe --------------------------------------

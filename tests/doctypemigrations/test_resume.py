@@ -24,6 +24,7 @@ from tests.doctypemigrations.helpers import (
     initial_in_subprocess, manage_py, run, start_migration, state_db_ready, visible_trees,
 )
 from tests.doctypemigrations.test_follower import follower
+from tests.processes import stop
 
 SMALL_PAGES = InitialSettings(page_size=10, batch_bytes=4096, batch_docs=10)
 
@@ -158,7 +159,7 @@ def test_a_dump_file_of_another_migration_is_refused(migration_dbs):
         run('user_db_migration', '--initial', '--dump-file', 'dump.log')
 
 
-def wait_for(condition, timeout=60):
+def wait_for(condition, timeout=120):
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, 'timed out'
@@ -174,12 +175,13 @@ def test_sigkill_during_initial_then_rerun(migration_dbs, subprocess_env, tmp_pa
     proc = start_migration(subprocess_env, tmp_path, '--initial', '--page-size', '20',
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     dump = tmp_path / 'user_db_migration.log'
-    if phase == 'dump':
-        wait_for(lambda: dump.exists() and dump.stat().st_size > 20000)
-    else:
-        wait_for(lambda: target.info()['doc_count'] > 100)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        if phase == 'dump':
+            wait_for(lambda: dump.exists() and dump.stat().st_size > 20000)
+        else:
+            wait_for(lambda: target.info()['doc_count'] > 100)
+    finally:
+        stop(proc, signal.SIGKILL)
     assert target.info()['doc_count'] < 2000  # really killed midway
     recorded_phase, dump_offset, load_offset = recorded_progress(tmp_path)
     assert recorded_phase == {'dump': 'dumping', 'load': 'loading'}[phase]
@@ -233,12 +235,14 @@ def test_sigkill_during_continuous_then_rerun(migration_dbs, subprocess_env, tmp
     initial_in_subprocess(subprocess_env, tmp_path)
     proc = start_migration(subprocess_env, tmp_path, '--continuous',
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for i in range(60):
-        source.bulk_docs([{'_id': f"c{i}-{j}", 'doc_type': 'WebUser'} for j in range(20)])
-        if i == 30:
-            wait_for(lambda: target.info()['doc_count'] > 50)
-            proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        for i in range(60):
+            source.bulk_docs([{'_id': f"c{i}-{j}", 'doc_type': 'WebUser'} for j in range(20)])
+            if i == 30:
+                wait_for(lambda: target.info()['doc_count'] > 50)
+                proc.send_signal(signal.SIGKILL)
+    finally:
+        stop(proc, signal.SIGKILL)
     resumed = manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--continuous',
                         '--until-caught-up', cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -320,10 +324,13 @@ def test_ctrl_c_during_continuous_saves_the_checkpoint(migration_dbs, subprocess
     initial_in_subprocess(subprocess_env, tmp_path)
     proc = start_migration(subprocess_env, tmp_path, '--continuous', stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    source.bulk_docs([{'_id': f"x{i}", 'doc_type': 'WebUser'} for i in range(10)])
-    wait_for(lambda: target.get('x9') is not None)
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=30)
+    try:
+        source.bulk_docs([{'_id': f"x{i}", 'doc_type': 'WebUser'} for i in range(10)])
+        wait_for(lambda: target.get('x9') is not None)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        stop(proc, signal.SIGKILL)
     assert proc.returncode == 0, output
     last_line = output.strip().splitlines()[-1]
     assert last_line.startswith('Stopped; checkpoint saved at seq ')

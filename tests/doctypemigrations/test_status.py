@@ -32,8 +32,9 @@ from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import (
     initial_in_subprocess, manage_py, run, start_migration, state_db_ready,
 )
-from tests.doctypemigrations.test_phases import straggler, wait_for_line
+from tests.doctypemigrations.test_phases import straggler
 from tests.doctypemigrations.test_resume import SMALL_PAGES, Killed, StepHook
+from tests.processes import stop, wait_for_line
 
 SLUG = users_migration.slug
 DUMP = f"{SLUG}.log"  # where --initial dumps when not told otherwise, relative to the cwd
@@ -262,11 +263,11 @@ def follower_process(migration_dbs, subprocess_env, tmp_path):
     initial_in_subprocess(subprocess_env, tmp_path)
     proc = start_migration(subprocess_env, tmp_path, '--continuous', stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
-    wait_for_line(proc, 'All caught up')
-    yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    try:
+        wait_for_line(proc, 'All caught up')
+        yield proc
+    finally:
+        stop(proc)
 
 
 def test_following_with_a_live_follower(follower_process, subprocess_env, tmp_path, feed_replays):

@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from corehq.doctypemigrations import state as states, verify
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.helpers import put_history, rev, run
-from tests.doctypemigrations.test_status import dump_killed
+from tests.doctypemigrations.test_status import dump_killed, status_json
 
 SLUG = users_migration.slug
 
@@ -291,4 +291,49 @@ def test_after_the_cleanup_a_deletion_of_a_revision_never_copied_is_named(migrat
                                for change in row['changes']])
     assert target.bulk_docs(docs, new_edits=False) == []
     assert target.get('h-user') is None  # not edited in the target since: the deletion applies
+    assert_clean()
+
+
+# -- the project's realistic data, through every phase -------------------------------
+
+def test_every_report_is_right_on_realistic_data_in_every_phase(migration_dbs):
+    from corehq.demo import realistic
+    source, target = migration_dbs
+    summary = realistic.populate(600, seed=3)
+    assert summary.shapes['deleted_with_body'] and summary.shapes['conflict']
+    out = StringIO()
+    call_command('run_doctype_migration', SLUG, '--stats', stdout=out)
+    stats = dict(re.findall(r"^(\S+) +(\d+) +\d+$", out.getvalue(), re.M))
+    live = {doc_type: n for doc_type, n in summary.live_doc_types.items()
+            if doc_type in users_migration.all_doc_types}
+    assert {t: int(n) for t, n in stats.items() if int(n)} == live
+    run(SLUG, '--initial')
+    counts = assert_clean().splitlines()[0]
+    assert counts == f"{len(summary.migrating_ids)} equal, 0 missing in target, 0 stale, 0 extra"
+    report, code = status_json()
+    assert report['phase'] == 'following' and report['attention'] == ['follower_dead']  # none runs yet
+
+    written = realistic.write_live(n=len(realistic.SHAPES) * 3, seed=4)
+    assert set(written) == set(realistic.SHAPES)
+    run(SLUG, '--continuous', '--until-caught-up')
+    assert_clean()
+    run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0')
+    assert ' 0 left in source' in assert_clean()
+    report, code = status_json()
+    assert code == 0 and report['phase'] == 'cleaned' and report['attention'] == []
+
+
+def test_an_attachment_edited_after_it_was_added_verifies_clean_after_initial(migration_dbs):
+    source, target = migration_dbs
+    doc = save(source, {'_id': 'pic', 'doc_type': 'CommCareUser'})
+    doc = put_attachment(source, doc, 'photo.txt', b'x' * 500)
+    save(source, dict(doc, first_name='edited after the photo'))
+    run(SLUG, '--initial')
+    # pouchdb-server keeps the generation that carried the data, not the revpos sent (CouchDB keeps it)
+    assert source.get('pic')['_attachments']['photo.txt']['revpos'] == 2
+    assert_clean()
+    save(source, dict(source.get('pic'), _attachments={'photo.txt': dict(
+        content_type='text/plain', data='eQ==')}))  # a new photo: its digest and length differ
+    assert set(differences()) == {verify.STALE}
+    run(SLUG, '--continuous', '--until-caught-up')
     assert_clean()

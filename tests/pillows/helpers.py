@@ -1,7 +1,6 @@
 """Running pillows in tests: in-process through call_command, or as real
 processes to interrupt and kill."""
 import signal
-import subprocess
 import sys
 from io import StringIO
 
@@ -9,6 +8,7 @@ from django.core.management import call_command
 
 from corehq.couchsettings import CouchSettingsHelper
 from corehq.pillows.sinks import UserIndexSink
+from tests import processes
 from tests.conftest import PROJECT_DIR, bind_couchdbkit
 
 
@@ -47,24 +47,12 @@ def rebuilt_index():
     return index()
 
 
-def default_sigint():
-    """In the child: Ctrl-C raises KeyboardInterrupt even when the test runs
-    in a background job of a script, which ignores SIGINT."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start_manage(env, cwd, *args, **popen_kwargs):
-    return subprocess.Popen([sys.executable, str(PROJECT_DIR / 'manage.py'), *args], cwd=cwd, env=env,
-                            preexec_fn=default_sigint, **popen_kwargs)
+    """./manage.py in the background, which Ctrl-C interrupts whatever the tests inherited."""
+    return processes.start([sys.executable, PROJECT_DIR / 'manage.py', *args], cwd=cwd, env=env,
+                           **popen_kwargs)
 
 
 def stop(proc, sig=signal.SIGTERM, timeout=60):
     """Stop a process a test started (pass or fail); returns its output, if piped."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        out, _err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _err = proc.communicate()
-    return out
+    return processes.stop(proc, sig, timeout)[0]

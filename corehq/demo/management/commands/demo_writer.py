@@ -1,39 +1,20 @@
-import random
-import time
+from django.core.management.base import BaseCommand, CommandError
 
-from django.core.management.base import BaseCommand
-
-from corehq.apps.users.models import CommCareUser
+from corehq.demo.realistic import SHAPES, write_live
 
 
 class Command(BaseCommand):
-    help = "Live traffic for the demo: keep renaming, creating and deleting users for a while."
+    help = ("Live traffic for the demo: every write shape of couchdbkit apps (save, bulk_save, soft and "
+            "hard deletes, attachments, replicated conflicts) for a while, or a number of writes.")
 
     def add_arguments(self, parser):
         parser.add_argument('--seconds', type=float, default=10)
+        parser.add_argument('--writes', type=int, help=f"stop after this many writes instead "
+                            f"(at least {len(SHAPES)} writes every shape)")
+        parser.add_argument('--seed', type=int, default=1)
 
-    def handle(self, seconds, **options):
-        db = CommCareUser.get_db()
-        ids = [row['id'] for row in db.view('all_docs/by_doc_type', startkey=['CommCareUser'],
-                                            endkey=['CommCareUser', {}], reduce=False)]
-        rng = random.Random(1)
-        edits = {'renamed': 0, 'created': 0, 'deleted': 0}
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            action = rng.choice(['renamed'] * 6 + ['created'] * 2 + ['deleted'])
-            if action == 'created' or not ids:
-                user = CommCareUser(username=f"live{edits['created']}@demo-clinic", domain='demo-clinic')
-                user.save()
-                ids.append(user._id)
-            else:
-                user = CommCareUser.get(ids.pop(rng.randrange(len(ids))) if action == 'deleted'
-                                        else rng.choice(ids))
-                if action == 'deleted':
-                    # by rev: couchdbkit's delete() reads the rev from an ETag,
-                    # which pouchdb-server does not set to the rev
-                    db.delete_doc(user.to_json())
-                else:
-                    user.first_name = f"renamed {edits['renamed']}"
-                    user.save()
-            edits[action] += 1
-        self.stdout.write(', '.join(f"{n} {action}" for action, n in edits.items()))
+    def handle(self, seconds, writes, seed, **options):
+        if writes is not None and writes < 1:
+            raise CommandError("--writes must be at least 1")
+        written = write_live(n=writes, seconds=None if writes is not None else seconds, seed=seed)
+        self.stdout.write(', '.join(f"{written[shape]} {shape}" for shape in SHAPES))

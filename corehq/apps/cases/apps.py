@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class CasesAppConfig(AppConfig):
+    name = 'corehq.apps.cases'

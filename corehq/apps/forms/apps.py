@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class FormsAppConfig(AppConfig):
+    name = 'corehq.apps.forms'
