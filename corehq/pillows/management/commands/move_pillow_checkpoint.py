@@ -41,7 +41,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(
             f"Moved pillow {name} from {source.name} to {target.name}: it goes on at target seq "
             f"{result.target_seq}, recorded when the target held the source up to seq {result.source_seq}."))
-        self.stdout.write(f"{result.gone} docs changed in the source since then are not in the target; "
-                          f"their deletion went to its sink.")
+        if result.gone:
+            self.stdout.write(f"{result.gone} docs changed in the source since then are not in the target; "
+                              f"their deletion went to its sink.")
         self.stdout.write(f"From there it processes {result.to_process} changes; a reset would process "
                           f"{result.reset_would_process}.")
