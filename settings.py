@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     'corehq.preindex',
     'corehq.couchapps',
     'corehq.doctypemigrations',
+    'corehq.pillows',
     'corehq.apps.domain',
     'corehq.apps.users',
     'corehq.apps.groups',

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 10  # a running phase beats this often, even inside a stalled request
 HEARTBEAT_MAX_AGE = 90  # seconds; an older heartbeat belongs to a run that is gone
 INITIAL, CONTINUOUS, CLEANUP, ERASE = 'initial', 'continuous', 'cleanup', 'erase-continuous-progress'
+PHASES = (INITIAL, CONTINUOUS, CLEANUP, ERASE)  # a migration's; other rows' actions are named as they are
 
 
 # -- owners ---------------------------------------------------------------------------
@@ -103,9 +104,11 @@ def _busy(row, claimant, holder, beat_at, max_age):
         return CleanupRefused("A --continuous run is active (its heartbeat is fresh): stop it with Ctrl-C "
                               "first, or the cleanup's deletions would reach the target.")
     rule = ("only one may follow at a time" if running == wanted == CONTINUOUS else
-            f"only one process works on a migration at a time, so --{wanted} waits for it")
+            f"only one process works on a migration at a time, so --{wanted} waits for it"
+            if wanted in PHASES else f"only one process works on {row} at a time")
+    what = f"--{running} of {str(row)!r}" if running in PHASES else f"{running} of {row}"
     return MigrationBusy(
-        f"Another --{running} of {str(row)!r} is running (pid {pid} on {host}, last heartbeat "
+        f"Another {what} is running (pid {pid} on {host}, last heartbeat "
         f"{age:.0f}s ago): {rule}. Stop it first (Ctrl-C) or let it finish. If it was killed, its "
         f"claim lapses {max_age}s after its last heartbeat (at once on the same host).")
 

@@ -9,7 +9,9 @@ For each changed document (the last row per id in a batch wins):
   migration is deleted in the target, so a live target doc of a migrating type
   always matches the source.
 A checkpoint is written only after the target acknowledged the batch; replaying
-from any checkpoint is harmless because every write is idempotent.
+from any checkpoint is harmless because every write is idempotent. With it goes
+the target's seq read then (a seq pair, see pairs.py), by which a change
+consumer moves to the target.
 
 Only one follower runs per migration (a claim with a heartbeat), and before
 each write it reads the phase again: once a cleanup has started, the source's
@@ -26,6 +28,7 @@ from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.inflight import DEFAULT_WORKERS
 from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs
 from corehq.doctypemigrations.models import FOLLOWING
+from corehq.doctypemigrations.pairs import PairJudge
 from corehq.doctypemigrations.selection import (
     DocTypeSelection, is_feed_end, is_replicated_id, live_leaves, parse_change,
 )
@@ -87,6 +90,7 @@ class ChangesFollower:
         self.events = events or Events()
         self.batch = _Batch()
         self._heartbeat = None
+        self._pairs = PairJudge(state, source)
 
     def run(self, stop=lambda: False, until_caught_up=False):
         """Follow until ``stop()`` is true (or the feed's end, with ``until_caught_up``).
@@ -151,7 +155,8 @@ class ChangesFollower:
         for divergence in apply_changes(self.source, self.target, self.selection, changes,
                                         self.settings.attachment_bytes, self.settings.workers):
             self.events.diverged(divergence)
-        states.save_checkpoint(self.state, batch.last_seq)
+        target_seq = self.target.update_seq()  # read after the target acknowledged the batch
+        states.save_checkpoint(self.state, batch.last_seq, target_seq, self._pairs.usable(batch.last_seq))
         self.batch = _Batch()
         self.events.committed(batch.rows, batch.last_seq)
 

@@ -75,12 +75,15 @@ def _dump_and_load(state, migrator, source, target, dump_path, settings, events,
     if state.phase != LOADING:
         dump_resumed_at = None if state.dump_since is None else state.dump_offset
         missing = _dump(state, migrator, source, dump_path, settings, events)
-        states.set_phase(state, LOADING)
+        states.dump_complete(state, source.update_seq())  # bounds what the load copies (see pairs.py)
     retried = _retry_refusals(state, target, dump_path)
     load_resumed_at = _unfinished_load(state)
     _load(state, target, dump_path, header_end, settings, events)
     _raise_if_refused(state)
-    states.complete_initial(state)
+    # read after the target acknowledged the load; a dump recorded before its
+    # end was gets a later mark (the source now), which only makes it safer
+    target_seq = target.update_seq()
+    states.complete_initial(state, target_seq, None if states.dump_end_seq(state) else source.update_seq())
     removed = not keep_dump and _remove(dump_path)
     return InitialResult(state.docs_dumped, state.docs_loaded, states.original_seq(state), missing, retried,
                          dump_resumed_at, load_resumed_at, removed)

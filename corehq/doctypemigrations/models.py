@@ -14,6 +14,9 @@ class DocTypeMigration(models.Model):
     # What the fingerprint was made of, readable: databases, servers, doc types.
     identity = models.TextField(default='', blank=True)
     original_seq = models.TextField()
+    # The source's seq read right after the dump completed: every revision the
+    # load copies was written at or before it (see state.record_pair).
+    dump_end_seq = models.TextField(null=True, blank=True)
     # Where --initial writes its dump (absolute, so --status finds it from anywhere).
     dump_path = models.TextField(null=True, blank=True)
     dump_since = models.TextField(null=True, blank=True)
@@ -41,6 +44,23 @@ class DocTypeMigrationCheckpoint(models.Model):
     class Meta:
         get_latest_by = 'timestamp'
         ordering = ['-timestamp', '-id']
+
+
+class DocTypeMigrationSeqPair(models.Model):
+    """Where the target stood when the migration had copied the source up to a
+    seq: ``target_seq`` was read after the target acknowledged every write up
+    to ``source_seq``. A pair is ``usable`` when every source change after
+    ``source_seq`` shows up in the target's feed after ``target_seq`` (see
+    state.record_pair): a change consumer that processed the source up to
+    ``source_seq`` may go on from ``target_seq`` on the target."""
+    migration = models.ForeignKey(DocTypeMigration, on_delete=models.CASCADE, related_name='seq_pairs')
+    source_seq = models.TextField()
+    target_seq = models.TextField()
+    usable = models.BooleanField(default=False)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ['id']  # the order of recording, which is the order of the source's feed
 
 
 class DocTypeMigrationRefusal(models.Model):

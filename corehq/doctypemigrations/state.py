@@ -1,6 +1,7 @@
 """The recorded state of each migration, in Django's database: its phase,
 the seq recorded before the dump, dump and load progress, refused revisions,
-checkpoints, and the claim and heartbeat of its one --continuous run.
+checkpoints with where the target stood at each (seq pairs), and the claim
+and heartbeat of its one --continuous run.
 
 Every gate reads the phase (``check``), and a transition is written before
 the work that makes it irreversible. Seqs are stored as JSON text and handed
@@ -18,12 +19,16 @@ from corehq.doctypemigrations.errors import (
 )
 from corehq.doctypemigrations.models import (
     CLEANED, CLEANING, DUMPING, FOLLOWING, LOADING, DocTypeMigration, DocTypeMigrationCheckpoint,
-    DocTypeMigrationRefusal,
+    DocTypeMigrationRefusal, DocTypeMigrationSeqPair,
 )
 
 NEW = 'new'
 INITIAL_COMPLETE = (FOLLOWING, CLEANING, CLEANED)
 CHECKPOINTS_KEPT = 20
+# Seq pairs kept: the newest half of them all, the older ones thinned out
+# (every other one dropped each time the table is full), and always the first
+# usable one, which tells a consumer too old to move from one to rebuild.
+PAIRS_KEPT = 200
 
 
 # -- identity ----------------------------------------------------------------
@@ -212,6 +217,16 @@ def original_seq(state):
     return decode_seq(state.original_seq)
 
 
+def dump_complete(state, dump_end_seq):
+    """The dump is complete: the load comes next, and ``dump_end_seq`` (the
+    source's seq read right after the dump's last read) bounds what it copies."""
+    save_progress(state, phase=LOADING, dump_end_seq=encode_seq(dump_end_seq))
+
+
+def dump_end_seq(state):
+    return decode_seq(state.dump_end_seq)
+
+
 @transaction.atomic
 def save_load_progress(state, load_offset, docs_loaded, refused):
     """The load position and the revisions refused before it, together: a
@@ -240,19 +255,30 @@ def latest_checkpoint(state):
 
 
 @transaction.atomic
-def complete_initial(state):
-    """The first checkpoint, at the seq recorded before the dump, and the phase
-    that lets --continuous and the deploy gate through."""
+def complete_initial(state, target_seq, dump_end=None):
+    """The first checkpoint, at the seq recorded before the dump, the first seq
+    pair, and the phase that lets --continuous and the deploy gate through.
+
+    The pair is (the source's seq read after the dump, the target's seq read
+    after the load): the load copied only revisions written before the first,
+    so every later source change reaches the target after the second, through
+    --continuous. ``dump_end`` stands in for a dump recorded before its end
+    was (a seq read later, which only makes the pair safer)."""
     _add_checkpoint(state, state.original_seq)
+    recorded_end = dump_end_seq(state)
+    record_pair(state, dump_end if recorded_end is None else recorded_end, target_seq, usable=True)
     set_phase(state, FOLLOWING)
 
 
 @transaction.atomic
-def save_checkpoint(state, seq):
-    """Record that the target holds everything up to ``seq``; keeps only recent rows."""
+def save_checkpoint(state, seq, target_seq, usable):
+    """Record that the target holds everything up to ``seq``, and where the
+    target stood then (``target_seq``, read after it acknowledged the batch);
+    keeps only recent checkpoints."""
     _add_checkpoint(state, encode_seq(seq))
     stale = state.checkpoints.order_by('-timestamp', '-id').values_list('id', flat=True)[CHECKPOINTS_KEPT:]
     DocTypeMigrationCheckpoint.objects.filter(id__in=list(stale)).delete()
+    record_pair(state, seq, target_seq, usable)
 
 
 def _add_checkpoint(state, encoded_seq):
@@ -276,3 +302,34 @@ def reset_checkpoint_to_original(state):
     recorded before the dump, which is always safe (copies are idempotent)."""
     state.checkpoints.all().delete()
     _add_checkpoint(state, state.original_seq)
+
+
+# -- seq pairs ----------------------------------------------------------------------
+
+def record_pair(state, source_seq, target_seq, usable):
+    """Record that the target stood at ``target_seq`` once it held every source
+    change up to ``source_seq``. ``usable`` only when every source change after
+    ``source_seq`` reaches the target after ``target_seq`` (see pairs.py)."""
+    DocTypeMigrationSeqPair.objects.create(migration=state, source_seq=encode_seq(source_seq),
+                                           target_seq=encode_seq(target_seq), usable=usable)
+    _thin_pairs(state)
+
+
+def _thin_pairs(state):
+    kept = PAIRS_KEPT
+    if state.seq_pairs.count() <= kept:
+        return
+    rows = list(state.seq_pairs.order_by('id').values_list('id', 'usable'))
+    first_usable = next((pair_id for pair_id, usable in rows if usable), None)
+    older = [pair_id for pair_id, _usable in rows[:-(kept // 2)]]
+    DocTypeMigrationSeqPair.objects.filter(
+        id__in=[pair_id for pair_id in older[1::2] if pair_id != first_usable]).delete()
+
+
+def usable_pairs(state):
+    """The usable seq pairs, oldest first (the source's feed order)."""
+    return list(state.seq_pairs.filter(usable=True).order_by('id'))
+
+
+def latest_pair(state):
+    return None if state is None else state.seq_pairs.order_by('-id').first()

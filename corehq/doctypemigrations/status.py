@@ -88,6 +88,7 @@ def migration_status(migrator, state_row, source, now=None, max_pending=DEFAULT_
         'refusals': refusals,
         'refused_count': _refused_count(state_row, refusals),
         'checkpoint': _checkpoint(checkpoints[0], now) if checkpoints else None,
+        'seq_pair': _seq_pair(state_row, now),
         'heartbeat': heartbeat(state_row, now),
         'couch': couch,
         'pending': None,
@@ -145,6 +146,17 @@ def _checkpoints(row):
 def _checkpoint(checkpoint, now):
     return {'seq': states.decode_seq(checkpoint.seq), 'at': checkpoint.timestamp.isoformat(),
             'age_seconds': _age(checkpoint.timestamp, now)}
+
+
+def _seq_pair(row, now):
+    """The latest (source seq, target seq) recorded, by which a change consumer
+    moves to the target (``usable``: see pairs.py), or None."""
+    pair = states.latest_pair(row)
+    if pair is None:
+        return None
+    return {'source_seq': states.decode_seq(pair.source_seq),
+            'target_seq': states.decode_seq(pair.target_seq), 'usable': pair.usable,
+            'at': pair.recorded_at.isoformat(), 'age_seconds': _age(pair.recorded_at, now)}
 
 
 def heartbeat(row, now=None):

@@ -53,6 +53,7 @@ def summary_rows(status):
         ('load', _load_text(status['load'])),
         ('refused', _refused_text(status)),
         ('checkpoint', _checkpoint_text(status['checkpoint'])),
+        ('seq pair', _seq_pair_text(status.get('seq_pair'))),
         ('pending', _pending_line(status)),
         ('running', _running_text(status['heartbeat'])),
         ('ETA', _eta_text(status)),
@@ -112,6 +113,14 @@ def _checkpoint_text(checkpoint):
     if checkpoint is None:
         return 'none yet'
     return f"seq {checkpoint['seq']} at {checkpoint['at']} ({_duration(checkpoint['age_seconds'])} ago)"
+
+
+def _seq_pair_text(pair):
+    if pair is None:
+        return 'none yet'
+    usable = '' if pair['usable'] else ' (not usable yet: before the dump ended)'
+    return (f"source {pair['source_seq']} = target {pair['target_seq']} at {pair['at']} "
+            f"({_duration(pair['age_seconds'])} ago){usable}")
 
 
 def _pending_text(status):
