@@ -46,7 +46,7 @@ class DocTypeMigrationAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ('slug', 'phase', 'docs_dumped', 'docs_loaded', 'refused', 'heartbeat_at',
                     'created')
     readonly_fields = ('slug', 'phase', 'identity', 'original_seq', 'dump_path', 'dump_since', 'dump_offset',
-                       'load_offset', 'runner', 'heartbeat_at', 'created')
+                       'load_position', 'runner', 'heartbeat_at', 'created')
     fieldsets = [('Recorded state', {'fields': readonly_fields})]
     inlines = [CheckpointInline]
     actions = None  # a bulk delete would bypass the check of each row

@@ -12,7 +12,7 @@ from django.db import DatabaseError
 from corehq.doctypemigrations import state as states
 
 # The migration that creates the state tables; the blocking one comes after it.
-STATE_MIGRATION = '0006_seq_pairs'
+STATE_MIGRATION = '0008_positions_and_follow_refusals'
 
 
 class MigrationNotComplete(CommandError):

@@ -70,9 +70,5 @@ class LoadFailed(DocsRefused):
     pass
 
 
-class ContinuousWriteFailed(DocsRefused):
-    pass
-
-
 class NotEnoughDiskSpace(DumpFileError):
     """The dump would not fit in the free space where it goes."""

@@ -24,5 +24,9 @@ class Events:
     def caught_up(self, seq):
         """--continuous reached the end of the source's changes feed."""
 
+    def refused(self, errors):
+        """--continuous could not copy these docs (``loader.DocError``s): they are
+        recorded, and sent again with every batch until the target takes them."""
+
     def diverged(self, divergence):
         """A doc's copy differs in a way no copy can mend (follower.Divergence)."""

@@ -23,14 +23,14 @@ from collections import namedtuple
 from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
-from corehq.doctypemigrations.errors import ContinuousWriteFailed, FollowerStopped
+from corehq.doctypemigrations.errors import FollowerStopped
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.inflight import DEFAULT_WORKERS
 from corehq.doctypemigrations.loader import delete_revs, live_leaf_revs
 from corehq.doctypemigrations.models import FOLLOWING
 from corehq.doctypemigrations.pairs import PairJudge
 from corehq.doctypemigrations.selection import (
-    DocTypeSelection, is_feed_end, is_replicated_id, live_leaves, parse_change,
+    DocTypeSelection, changes_of, is_feed_end, is_replicated_id, live_leaves, parse_change,
 )
 from corehq.doctypemigrations.transfer import copy_missing
 
@@ -147,14 +147,25 @@ class ChangesFollower:
                 f"writing what it had read, so the cleanup's deletions never reach the target.")
 
     def _commit(self):
+        """Copy the batch (and the docs refused before, even with nothing new
+        to read), then checkpoint after it, once the target acknowledged."""
         batch = self.batch
-        if not batch.rows:
+        if not batch.rows and not states.follow_refusals(self.state):
             return
         self._check_still_allowed()
         changes = list(batch.changes.values())
-        for divergence in apply_changes(self.source, self.target, self.selection, changes,
-                                        self.settings.attachment_bytes, self.settings.workers):
+        changes += refused_before(self.source, self.state, {c.id for c in changes})
+        divergences, errors = apply_changes(self.source, self.target, self.selection, changes,
+                                            self.settings.attachment_bytes, self.settings.workers)
+        for divergence in divergences:
             self.events.diverged(divergence)
+        # Not stuck on a doc the target refuses: recorded (and sent again with
+        # every batch until it goes in), and the checkpoint moves on.
+        states.save_follow_refusals(self.state, errors, [c.id for c in changes])
+        if errors:
+            self.events.refused(errors)
+        if not batch.rows:
+            return
         target_seq = self.target.update_seq()  # read after the target acknowledged the batch
         states.save_checkpoint(self.state, batch.last_seq, target_seq, self._pairs.usable(batch.last_seq))
         self.batch = _Batch()
@@ -173,7 +184,8 @@ def apply_changes(source, target, selection, changes, attachment_bytes=ATTACHMEN
     at most ``attachment_bytes`` of attachment data in memory at a time (read
     with up to ``workers`` requests in flight).
 
-    Returns the docs whose copy still differs in a way a copy cannot mend.
+    Returns (the docs whose copy still differs in a way a copy cannot mend,
+    the writes the target refused).
     """
     changes = [c for c in changes if is_replicated_id(c.id)]
     wanted = [c for c in changes if selection.wants(c)]
@@ -189,11 +201,15 @@ def apply_changes(source, target, selection, changes, attachment_bytes=ATTACHMEN
         divergences.extend(_repair_stemmed(source, target, doc_id, live.get(doc_id, set()), errors))
     for change in retyped:
         errors.extend(delete_revs(target, [(change.id, rev) for rev in live_leaf_revs(target, change.id)]))
-    if errors:
-        raise ContinuousWriteFailed(f"{len(errors)} documents were refused by the target; the "
-                                    f"checkpoint was not moved past them", errors)
     conflicted = {doc_id: revs for doc_id, revs in live.items() if len(revs) > 1}
-    return divergences + _conflicts_deleted_in_target(target, conflicted)
+    return divergences + _conflicts_deleted_in_target(target, conflicted), errors
+
+
+def refused_before(source, state, batch_ids):
+    """The source's changes of the docs the target refused before, that this
+    batch does not hold already: each batch sends them again."""
+    doc_ids = [doc_id for doc_id in states.follow_refusals(state) if doc_id not in batch_ids]
+    return changes_of(source, doc_ids)
 
 
 def _stemmed(docs):

@@ -111,8 +111,8 @@ def _dumped_bytes(state, dump_path):
 
 def _unfinished_load(state):
     """The load position a run resumes from, or None."""
-    started = 0 < state.load_offset < dumpfile.position(state.dump_offset)
-    return state.load_offset if started else None
+    started = 0 < state.load_position < dumpfile.position(state.dump_offset)
+    return state.load_position if started else None
 
 
 def _remove(dump_path):
@@ -135,7 +135,7 @@ def _prepare_dump_file(state, dump_path, header):
     state.refusals.all().delete()  # their positions pointed into the file just replaced
     states.save_progress(state, phase=states.DUMPING, dump_path=os.path.abspath(dump_path),
                          dump_since=None,
-                         dump_offset=header_end, docs_dumped=0, load_offset=0, docs_loaded=0)
+                         dump_offset=header_end, docs_dumped=0, load_position=0, docs_loaded=0)
     return header_end
 
 
@@ -208,7 +208,7 @@ def _enumerate(state, migrator, source, settings, events):
 
 
 def _load(state, target, dump_path, header_end, settings, events):
-    start = state.load_offset or dumpfile.position(header_end)
+    start = state.load_position or dumpfile.position(header_end)
     batches = dumpfile.read_batches(dump_path, start, settings.batch_bytes, settings.batch_docs,
                                     size=state.dump_offset)
     # In order: a load position is recorded only once every batch before it is acknowledged.
@@ -238,14 +238,14 @@ def _smaller_while_limited(batches, budget):
 def _retry_refusals(state, target, dump_path):
     """Send the revisions refused by an earlier run again; returns how many went in.
 
-    A refusal's ``dump_offset`` is the position of its line (see dumpfile)."""
+    A refusal's ``line_position`` is the position of its line (see dumpfile)."""
     refused = states.refusals(state)
     if not refused:
         return 0
-    lines = dumpfile.read_lines_at(dump_path, [r.dump_offset for r in refused])
+    lines = dumpfile.read_lines_at(dump_path, [r.line_position for r in refused])
     errors = write_raw(target, [raw for raw, _at in lines])
     still = {offset for _error, offset in _refused_lines(lines, errors)}
-    gone = [r.dump_offset for r in refused if r.dump_offset not in still]
+    gone = [r.line_position for r in refused if r.line_position not in still]
     states.forget_refusals(state, gone)
     return len(gone)
 

@@ -22,7 +22,7 @@ class DocTypeMigration(models.Model):
     dump_since = models.TextField(null=True, blank=True)
     dump_offset = models.BigIntegerField(default=0)
     docs_dumped = models.BigIntegerField(default=0)
-    load_offset = models.BigIntegerField(default=0)
+    load_position = models.BigIntegerField(default=0)  # of the next dump line to load (dumpfile.position)
     docs_loaded = models.BigIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # host:pid:nonce:phase of the run holding the migration's claim (see claim.py).
@@ -64,8 +64,10 @@ class DocTypeMigrationSeqPair(models.Model):
 
 
 class DocTypeMigrationRefusal(models.Model):
-    """A revision the target refused while loading the dump. While one
-    remains, the initial phase is not complete; a rerun retries it."""
+    """A revision the target refused. Refused while loading the dump, it keeps
+    the initial phase from completing, and a rerun of --initial sends it again;
+    refused while following (no dump line), --continuous moves on past it and
+    sends the doc again with every batch until the target takes it."""
     migration = models.ForeignKey(DocTypeMigration, on_delete=models.CASCADE,
                                   related_name='refusals')
     doc_id = models.TextField()
@@ -74,11 +76,11 @@ class DocTypeMigrationRefusal(models.Model):
     reason = models.TextField(blank=True, default='')
     # The revision's line in the dump file, to send it again: the offset of
     # its compressed block times 1,000,000 plus its index in that block
-    # (see dumpfile.position).
-    dump_offset = models.BigIntegerField()
+    # (see dumpfile.position); None for a revision --continuous could not copy.
+    line_position = models.BigIntegerField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ['dump_offset']
-        constraints = [models.UniqueConstraint(fields=['migration', 'dump_offset'],
+        ordering = ['line_position', 'id']
+        constraints = [models.UniqueConstraint(fields=['migration', 'line_position'],
                                                name='one_refusal_per_dump_line')]

@@ -228,23 +228,42 @@ def dump_end_seq(state):
 
 
 @transaction.atomic
-def save_load_progress(state, load_offset, docs_loaded, refused):
+def save_load_progress(state, load_position, docs_loaded, refused):
     """The load position and the revisions refused before it, together: a
     position never moves past a refusal that is not recorded."""
     for error, offset in refused:
         DocTypeMigrationRefusal.objects.update_or_create(
-            migration=state, dump_offset=offset,
+            migration=state, line_position=offset,
             defaults={'doc_id': error.id or '', 'rev': error.rev or '', 'error': error.error or '',
                       'reason': str(error.reason or '')})
-    save_progress(state, load_offset=load_offset, docs_loaded=docs_loaded)
+    save_progress(state, load_position=load_position, docs_loaded=docs_loaded)
+
+
+@transaction.atomic
+def save_follow_refusals(state, errors, sent_ids):
+    """What --continuous could not copy: the docs of ``sent_ids`` not named in
+    ``errors`` went in (their refusals are gone), each error is recorded."""
+    refused = {error.id for error in errors}
+    went_in = [doc_id for doc_id in sent_ids if doc_id not in refused]
+    state.refusals.filter(line_position__isnull=True, doc_id__in=went_in).delete()
+    for error in errors:
+        DocTypeMigrationRefusal.objects.update_or_create(
+            migration=state, line_position=None, doc_id=error.id or '', rev=error.rev or '',
+            defaults={'error': error.error or '', 'reason': str(error.reason or '')})
+
+
+def follow_refusals(state):
+    """Ids of the docs --continuous could not copy, to send again."""
+    return list(state.refusals.filter(line_position__isnull=True).values_list('doc_id', flat=True).distinct())
 
 
 def refusals(state):
-    return list(state.refusals.all())
+    """The revisions refused while loading the dump, to send again from it."""
+    return list(state.refusals.filter(line_position__isnull=False))
 
 
 def forget_refusals(state, offsets):
-    state.refusals.filter(dump_offset__in=list(offsets)).delete()
+    state.refusals.filter(line_position__in=list(offsets)).delete()
 
 
 # -- checkpoints ----------------------------------------------------------------

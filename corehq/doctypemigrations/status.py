@@ -39,6 +39,8 @@ OK, ATTENTION, UNREADABLE = 0, 1, 2
 REFUSED_DOCS, FOLLOWER_DEAD, BEHIND = 'refused_docs', 'follower_dead', 'behind'
 # A phase left unfinished: its run crashed, was killed or stopped short.
 INITIAL_STOPPED, CLEANUP_STOPPED = 'initial_stopped', 'cleanup_stopped'
+# Docs the target refused while --continuous copied them (it moved on).
+REFUSED_WHILE_FOLLOWING = 'refused_while_following'
 # What the dump has left is counted in: rows of the by_doc_type view (docs to
 # dump), or changes of the whole feed (to scan, migrating or not).
 VIEW_ROWS, FEED_CHANGES = 'view', 'feed'
@@ -128,7 +130,8 @@ def _load(row):
 def _refusals(row):
     if row is None:
         return []
-    return [{'doc_id': r.doc_id, 'rev': r.rev, 'error': r.error, 'reason': r.reason}
+    return [{'doc_id': r.doc_id, 'rev': r.rev, 'error': r.error, 'reason': r.reason,
+             'while': 'loading' if r.line_position is not None else 'following'}
             for r in row.refusals.all()[:REFUSALS_LISTED]]
 
 
@@ -396,10 +399,13 @@ def _seconds(eta):
 def _attention(status, max_pending):
     reasons = []
     phase, running = status['phase'], _running(status['heartbeat'])
-    if status['refusals']:
+    refused_while = {refusal['while'] for refusal in status['refusals']}
+    if 'loading' in refused_while:
         reasons.append(REFUSED_DOCS)
     elif phase in (DUMPING, LOADING) and running != claims.INITIAL:
         reasons.append(INITIAL_STOPPED)
+    if 'following' in refused_while and phase == FOLLOWING:
+        reasons.append(REFUSED_WHILE_FOLLOWING)
     if phase == FOLLOWING and running not in (claims.CONTINUOUS, claims.CLEANUP):
         reasons.append(FOLLOWER_DEAD)
     if phase == CLEANING and running != claims.CLEANUP:

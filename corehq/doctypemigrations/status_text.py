@@ -4,7 +4,8 @@ terminal and the browser never tell an operator different things."""
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.models import DUMPING, FOLLOWING, LOADING
 from corehq.doctypemigrations.status import (
-    BEHIND, CLEANUP_STOPPED, FOLLOWER_DEAD, INITIAL_STOPPED, REFUSED_DOCS, VIEW_ROWS, source_readable,
+    BEHIND, CLEANUP_STOPPED, FOLLOWER_DEAD, INITIAL_STOPPED, REFUSED_DOCS, REFUSED_WHILE_FOLLOWING, VIEW_ROWS,
+    source_readable,
 )
 
 ATTENTION_TEXT = {
@@ -13,6 +14,9 @@ ATTENTION_TEXT = {
     FOLLOWER_DEAD: "no --continuous is running (no fresh heartbeat): start "
                    "`./manage.py run_doctype_migration {slug} --continuous`",
     BEHIND: "{pending_text} changes wait behind the last checkpoint (more than {max_pending})",
+    REFUSED_WHILE_FOLLOWING: "the target refused document(s) --continuous copied: it moved on, and sends "
+                             "them again with every batch until they go in; fix the cause in the target "
+                             "(a validate_doc_update, a size limit), they are listed above",
     INITIAL_STOPPED: "the initial phase stopped before it finished (no --initial is running): run "
                      "`./manage.py run_doctype_migration {slug} --initial`, which resumes where it stopped",
     CLEANUP_STOPPED: "the cleanup started and did not finish (no --cleanup is running): run "

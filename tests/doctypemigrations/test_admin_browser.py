@@ -42,7 +42,7 @@ def recorded(phase, refused=(), checkpoint=None):
                                           docs_dumped=40, docs_loaded=40 - len(refused))
     for offset, doc_id in enumerate(refused):
         DocTypeMigrationRefusal.objects.create(migration=row, doc_id=doc_id, rev='1-abc', error='forbidden',
-                                               reason='not on my watch', dump_offset=offset)
+                                               reason='not on my watch', line_position=offset)
     if checkpoint is not None:
         DocTypeMigrationCheckpoint.objects.create(migration=row, seq=checkpoint)
     return row

@@ -48,19 +48,31 @@ def test_a_forbidden_doc_in_a_201_is_reported_and_the_phase_fails(proxied_dbs):
     assert target.get('m5') is not None
 
 
-def test_a_forbidden_doc_stops_continuous_without_moving_the_checkpoint(proxied_dbs):
+def test_a_forbidden_doc_never_stops_continuous_and_is_sent_again_until_it_goes_in(proxied_dbs):
+    import json
+    from tests.doctypemigrations.test_status import status_text
     proxy, source, target = proxied_dbs
     run('user_db_migration', '--initial')
     state = states.get(users_migration.slug)
     before = states.latest_checkpoint(state)
     source.put({'_id': 'late', 'doc_type': 'Group'})
+    source.put({'_id': 'after', 'doc_type': 'Group'})
     proxy.inject_doc_errors = {'late': ('forbidden', 'nope')}
-    with pytest.raises(CommandError, match=r'(?s)late.*forbidden'):
-        run('user_db_migration', '--continuous', '--until-caught-up')
-    assert states.latest_checkpoint(state) == before
-    proxy.inject_doc_errors = None
-    run('user_db_migration', '--continuous', '--until-caught-up')
-    assert target.get('late') is not None
+    out = run('user_db_migration', '--continuous', '--until-caught-up')
+    assert 'refused 1 document(s)' in out and 'late' in out and 'nope' in out
+    assert states.latest_checkpoint(state) != before  # it moved on
+    assert target.get('after') is not None and target.get('late') is None  # every other doc flows
+    assert states.follow_refusals(state) == ['late']
+    text, code = status_text()
+    assert code == 1 and 'late' in text and 'refused document(s) --continuous copied' in text
+    report = json.loads(status_text('--json')[0])
+    assert report['attention'] == ['refused_while_following', 'follower_dead']
+    run('user_db_migration', '--continuous', '--until-caught-up')  # refused again: still recorded
+    assert states.follow_refusals(state) == ['late']
+    proxy.inject_doc_errors = None  # the cause fixed
+    run('user_db_migration', '--continuous', '--until-caught-up')  # no new change of it: sent again
+    assert target.get('late') is not None and states.follow_refusals(state) == []
+    assert 'agree on every migrating doc' in run('user_db_migration', '--verify')
 
 
 def test_responses_cut_off_midway_are_retried(proxied_dbs):

@@ -104,9 +104,9 @@ def test_the_dump_stays_while_a_refusal_remains_and_the_retry_reads_the_refused_
     with pytest.raises(CommandError, match='m33'):
         run('user_db_migration', '--initial', '--page-size', '7')
     [refusal] = states.refusals(states.get(users_migration.slug))
-    at, index = dumpfile.split_position(refusal.dump_offset)
+    at, index = dumpfile.split_position(refusal.line_position)
     assert index > 0  # a line inside a gzip member, not at its start
-    [(raw, _at)] = dumpfile.read_lines_at('user_db_migration.log', [refusal.dump_offset])
+    [(raw, _at)] = dumpfile.read_lines_at('user_db_migration.log', [refusal.line_position])
     assert json.loads(raw)['_id'] == 'm33'
     with pytest.raises(CommandError, match='m33'):
         run('user_db_migration', '--initial')

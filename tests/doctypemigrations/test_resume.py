@@ -88,7 +88,7 @@ def test_interrupted_initial_resumes_to_the_same_target(migration_dbs, kill_afte
     if phase == 'Dumping':
         assert result.dump_resumed_at == state.dump_offset
     else:
-        assert result.load_resumed_at == state.load_offset and result.dump_resumed_at is None
+        assert result.load_resumed_at == state.load_position and result.dump_resumed_at is None
     with open('dump.log', 'rb') as f:
         assert f.read(state.dump_offset) == recorded  # resumed, not started over
     assert dumped_ids('dump.log') == sorted(migrating + ['conflicted'])  # its two leaves, each once
@@ -183,7 +183,7 @@ def test_sigkill_during_initial_then_rerun(migration_dbs, subprocess_env, tmp_pa
     finally:
         stop(proc, signal.SIGKILL)
     assert target.info()['doc_count'] < 2000  # really killed midway
-    recorded_phase, dump_offset, load_offset = recorded_progress(tmp_path)
+    recorded_phase, dump_offset, load_position = recorded_progress(tmp_path)
     assert recorded_phase == {'dump': 'dumping', 'load': 'loading'}[phase]
     assert dumpfile.read_header(str(dump))[0]['compression'] == 'gzip'
     recorded = dump.read_bytes()[:dump_offset]
@@ -193,7 +193,7 @@ def test_sigkill_during_initial_then_rerun(migration_dbs, subprocess_env, tmp_pa
     if phase == 'dump':
         assert f"Resumed the dump at byte {dump_offset} " in rerun.stdout
     else:
-        assert f"Resumed the load at {dumpfile.describe_position(load_offset)} " in rerun.stdout
+        assert f"Resumed the load at {dumpfile.describe_position(load_position)} " in rerun.stdout
     assert dump.read_bytes()[:dump_offset] == recorded
     ids = [f"u{i:05}" for i in range(3000) if i % 3]
     assert dumped_ids(str(dump)) == ids  # what the killed run left past its offset is gone
@@ -203,7 +203,7 @@ def test_sigkill_during_initial_then_rerun(migration_dbs, subprocess_env, tmp_pa
 def recorded_progress(tmp_path):
     """(phase, dump offset, load position) in the state database of ./manage.py runs."""
     with sqlite3.connect(tmp_path / 'state.sqlite3') as conn:
-        return conn.execute("SELECT phase, dump_offset, load_offset FROM "
+        return conn.execute("SELECT phase, dump_offset, load_position FROM "
                             "doctypemigrations_doctypemigration").fetchone()
 
 

@@ -3,7 +3,7 @@ stages on a terminal (stderr, so stdout stays parseable), lines for the rest."""
 from tqdm import tqdm
 
 from corehq.doctypemigrations.events import Events
-from corehq.doctypemigrations.management.commands._text import verify_hint
+from corehq.doctypemigrations.management.commands._text import describe_errors, verify_hint
 from corehq.doctypemigrations.models import FOLLOWING
 
 
@@ -49,3 +49,8 @@ class CommandEvents(Events):
     def diverged(self, divergence):
         hint = verify_hint(divergence.cause, FOLLOWING, self.slug)
         self.command.warn(f"{divergence.doc_id}: {divergence.cause} ({', '.join(divergence.revs)}): {hint}")
+
+    def refused(self, errors):
+        self.command.warn(f"The target refused {len(errors)} document(s); --continuous moved on and "
+                          f"sends them again with every batch until they go in (see --status):\n"
+                          f"{describe_errors(errors)}")
