@@ -68,6 +68,13 @@ class Writer(threading.Thread):
         assert self.error is None, self.error
 
 
+def wait_for(condition, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.2)
+
+
 def index(tmp_path):
     with sqlite3.connect(tmp_path / 'state.sqlite3') as conn:
         return {row[0]: row[1:] for row in conn.execute(
@@ -123,9 +130,13 @@ def test_the_moved_pillow_misses_nothing_and_does_less_than_a_reset(
     try:
         writer.start()
         initial_in_subprocess(subprocess_env, tmp_path)  # the state tables, then --initial
+        source.put({'_id': 'after-initial', 'doc_type': 'Group', 'name': 'marker', 'domain': 'd'})
         pillow = runs.kill_at_random(runs.start(*pillow_args), *pillow_args)
         continuous = runs.kill_at_random(runs.start(*continuous_args), *continuous_args)
         time.sleep(rng.uniform(1, 3))
+        # past the end of the dump, however slow the machine: else the move
+        # rightly refuses (the checkpoint is older than the first pair)
+        wait_for(lambda: 'after-initial' in index(tmp_path))
         out = stop(pillow, signal.SIGTERM)  # stopped before the flip's deploy
         assert 'Stopped; checkpoint saved' in out, out
         writer.db = target  # the flip: the app writes to the new database
