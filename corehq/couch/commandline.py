@@ -1,12 +1,10 @@
 """Options shared by the commands that talk to CouchDB: ``--give-up-after``,
-one phase budget (see client.PhaseBudget) for all of a command's requests,
+one phase budget (see retry.PhaseBudget) for all of a command's requests,
 and numbers checked against their range when the arguments are parsed."""
 import argparse
 import math
 
-from corehq.couch.client import PhaseBudget
-
-DEFAULT_GIVE_UP_AFTER = 600  # seconds of failing in a row before a command stops
+from corehq.couch.retry import DEFAULT_GIVE_UP_AFTER, PhaseBudget
 
 
 def number(kind, minimum, above=False):

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, wait
 
-from corehq.couch.client import stop_event
+from corehq.couch.transport import stop_event
 
 DEFAULT_WORKERS = 4
 READ_AHEAD = 2

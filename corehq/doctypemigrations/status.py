@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
-from corehq.couch import CouchDB, CouchError, CouchUnauthorized, CouchUnreachable, DatabaseMissing
+from corehq.couch import (
+    CouchDB, CouchError, CouchUnauthorized, CouchUnreachable, DatabaseMissing, PhaseBudget,
+)
 from corehq.doctypemigrations.models import CLEANING, DUMPING, FOLLOWING, LOADING
 from corehq.doctypemigrations.selection import BY_DOC_TYPE, doc_type_range, feed_length
 
@@ -29,7 +31,6 @@ DEFAULT_MAX_PENDING = 1000
 # A status is asked by a person or a monitor waiting for it: fail fast rather
 # than wait out the client's minutes of retries.
 QUICK_TIMEOUT = (3, 15)
-QUICK_RETRIES = 1
 # The first refused docs are listed, all are counted: a target that refuses
 # everything must not make the status slow or the page endless.
 REFUSALS_LISTED = 100
@@ -67,7 +68,7 @@ def _quick_db(helper, name):
 
 
 def quick_db(url):
-    return CouchDB(url, timeout=QUICK_TIMEOUT, retry=QUICK_RETRIES)
+    return CouchDB(url, timeout=QUICK_TIMEOUT, budget=PhaseBudget.quick())
 
 
 def migration_status(migrator, state_row, source, now=None, max_pending=DEFAULT_MAX_PENDING,

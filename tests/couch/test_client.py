@@ -12,9 +12,9 @@ import pytest
 
 from corehq.couch import (
     CouchDB, CouchHTTPError, CouchUnauthorized, CouchUnreachable, DatabaseMissing, PhaseBudget,
-    RequestTooLarge, RetryPolicy,
+    RequestTooLarge,
 )
-from corehq.couch.client import server_of
+from corehq.couch.transport import server_of
 from corehq.embedded_couch.server import free_port
 from tests.conftest import PROJECT_DIR
 
@@ -26,7 +26,7 @@ QUICK = dict(backoff_factor=0.01, backoff_max=0.05, backoff_jitter=0)
 @pytest.fixture
 def proxied(couch_proxy, db_prefix):
     """A fresh database reached through the proxy, with quick retries."""
-    db = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=RetryPolicy(**QUICK))
+    db = CouchDB(f"{couch_proxy.url}/{db_prefix}", budget=PhaseBudget(**QUICK))
     db.create()
     couch_proxy.reset()
     return db
@@ -80,7 +80,7 @@ def test_a_third_of_requests_rate_limited_and_every_call_still_succeeds(proxied,
 
 @pytest.mark.parametrize('total', [0, 1])
 def test_rate_limited_past_the_budget_gives_up_and_names_no_password(couch_proxy, authed_url, total):
-    db = CouchDB(authed_url, retry=RetryPolicy(total=total, **QUICK))
+    db = CouchDB(authed_url, budget=PhaseBudget(retries=total, **QUICK))
     couch_proxy.rate_limit_probability = 1.0
     couch_proxy.reset()
     with pytest.raises(CouchUnreachable) as raised:
@@ -96,10 +96,10 @@ def test_a_429_wait_prints_one_line_to_stderr_without_the_password(couch_proxy, 
     script = (
         "import os, django\n"
         "django.setup()\n"
-        "from corehq.couch import CouchDB, CouchUnreachable, RetryPolicy\n"
+        "from corehq.couch import CouchDB, CouchUnreachable, PhaseBudget\n"
         "try:\n"
         "    CouchDB(os.environ['TEST_URL'], "
-        "retry=RetryPolicy(total=1, backoff_factor=0.2, backoff_jitter=0)).info()\n"
+        "budget=PhaseBudget(retries=1, backoff_factor=0.2, backoff_jitter=0)).info()\n"
         "except CouchUnreachable as e:\n"
         "    print(e)\n"
     )
@@ -118,11 +118,11 @@ def test_a_429_wait_prints_one_line_to_stderr_without_the_password(couch_proxy, 
 
 def refused_credentials(db, proxy, url):
     proxy.require_auth = ('admin', PASSWORD)
-    CouchDB(url.replace('http://', 'http://admin:wrong@'), retry=RetryPolicy(**QUICK)).info()
+    CouchDB(url.replace('http://', 'http://admin:wrong@'), budget=PhaseBudget(**QUICK)).info()
 
 
 def missing_database(db, proxy, url):
-    CouchDB(f"{url}-missing", retry=RetryPolicy(**QUICK)).info()
+    CouchDB(f"{url}-missing", budget=PhaseBudget(**QUICK)).info()
 
 
 def conflict(db, proxy, url):
@@ -192,7 +192,7 @@ def test_5xx_answers_are_retried_and_the_call_then_succeeds(proxied, couch_proxy
 
 
 def test_a_share_of_503s_is_retried_under_the_phase_budget(couch_proxy, db_prefix):
-    db = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=RetryPolicy.for_phase(PhaseBudget(10), **QUICK))
+    db = CouchDB(f"{couch_proxy.url}/{db_prefix}", budget=PhaseBudget(10, **QUICK))
     db.create()
     couch_proxy.fail_status, couch_proxy.fail_probability, couch_proxy.fail_seed = 503, 0.3, 5
     assert db.bulk_docs([{'_id': f"d{i:02}", 'n': i} for i in range(30)]) == []
@@ -209,7 +209,7 @@ def test_a_response_cut_off_midway_is_retried_with_the_policys_backoff(proxied, 
     couch_proxy.drop_after_bytes = 50
     couch_proxy.drop_paths = '_all_docs'
     couch_proxy.drop_count = 3
-    db = CouchDB(proxied.url, retry=RetryPolicy(backoff_factor=0.1, backoff_jitter=0))
+    db = CouchDB(proxied.url, budget=PhaseBudget(backoff_factor=0.1, backoff_jitter=0))
     assert len(db.all_docs()) == 20
     assert couch_proxy.drops == 3 and couch_proxy.count('GET', '_all_docs') == 4
     assert warnings_from(caplog) == [
@@ -222,7 +222,7 @@ def test_a_response_that_stalls_midway_is_retried_with_the_policys_backoff(proxi
     couch_proxy.stall_after_bytes = 50
     couch_proxy.drop_paths = '_all_docs'
     couch_proxy.drop_count = 2
-    db = CouchDB(proxied.url, timeout=(5, 0.3), retry=RetryPolicy(backoff_factor=0.1, backoff_jitter=0))
+    db = CouchDB(proxied.url, timeout=(5, 0.3), budget=PhaseBudget(backoff_factor=0.1, backoff_jitter=0))
     assert len(db.all_docs()) == 20
     assert couch_proxy.stalls == 2 and couch_proxy.count('GET', '_all_docs') == 3
     assert warnings_from(caplog) == [
@@ -233,7 +233,7 @@ def test_a_response_that_stalls_midway_is_retried_with_the_policys_backoff(proxi
 def test_a_response_that_keeps_stalling_gives_up_with_the_phase_budget(proxied, couch_proxy):
     couch_proxy.stall_after_bytes = 5
     couch_proxy.drop_paths = '_all_docs'
-    db = CouchDB(proxied.url, timeout=(5, 0.2), retry=RetryPolicy.for_phase(PhaseBudget(1), **QUICK))
+    db = CouchDB(proxied.url, timeout=(5, 0.2), budget=PhaseBudget(1, **QUICK))
     started = time.monotonic()
     with pytest.raises(CouchUnreachable, match=r'stalled past the read timeout \(GET _all_docs\): gave up'):
         db.all_docs()
@@ -246,7 +246,7 @@ def test_cut_offs_and_429s_spend_one_budget(proxied, couch_proxy):
     couch_proxy.drop_paths = '_all_docs'
     couch_proxy.rate_limit_probability = 0.5
     couch_proxy.rate_limit_seed = 3
-    db = CouchDB(proxied.url, retry=RetryPolicy(total=5, **QUICK))
+    db = CouchDB(proxied.url, budget=PhaseBudget(retries=5, **QUICK))
     with pytest.raises(CouchUnreachable, match='gave up after 5 retries'):
         db.all_docs()
     assert couch_proxy.count() == 6
@@ -257,9 +257,9 @@ def test_cut_offs_and_429s_spend_one_budget(proxied, couch_proxy):
 
 def test_an_unreachable_second_server_fails_at_once_after_the_first_answered(couch_proxy, db_prefix):
     budget = PhaseBudget(give_up_after=30)
-    source = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=budget)
+    source = CouchDB(f"{couch_proxy.url}/{db_prefix}", budget=budget)
     source.create()
-    target = CouchDB(f"http://127.0.0.1:{free_port()}/{db_prefix}", retry=budget)
+    target = CouchDB(f"http://127.0.0.1:{free_port()}/{db_prefix}", budget=budget)
     started = time.monotonic()
     with pytest.raises(CouchUnreachable, match=r'^Cannot reach .*: connection refused$'):
         target.info()
@@ -268,9 +268,9 @@ def test_an_unreachable_second_server_fails_at_once_after_the_first_answered(cou
 
 def test_a_server_that_answered_and_goes_away_is_waited_for(couch_proxy, db_prefix):
     budget = PhaseBudget(give_up_after=30)
-    source = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=budget)
+    source = CouchDB(f"{couch_proxy.url}/{db_prefix}", budget=budget)
     source.create()
-    other = CouchDB(f"{couch_proxy.url}/{db_prefix}-other", retry=budget)  # another db, the same server
+    other = CouchDB(f"{couch_proxy.url}/{db_prefix}-other", budget=budget)  # another db, the same server
     assert server_of('http://admin:pw@Host/db') == server_of('HTTP://host:80/other') == ('http', 'host', 80)
     couch_proxy.pause()
     comeback = threading.Timer(1.5, couch_proxy.resume)

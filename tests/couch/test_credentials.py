@@ -5,7 +5,7 @@ from urllib.parse import quote
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from corehq.couch import CouchDB, CouchError, CouchUnauthorized
+from corehq.couch import CouchDB, CouchError, CouchUnauthorized, PhaseBudget
 from corehq.couch.credentials import BadCouchUrl, mask_password, normalize_url, parse_url, split_credentials
 from corehq.couchsettings import checked_server_url
 from tests.couchproxy import CouchProxy
@@ -109,7 +109,8 @@ def test_the_server_accepts_the_credentials_of_every_shape(auth_proxy, db_prefix
     db.create()
     assert db.info()['db_name'] == db_prefix
     assert PASSWORD not in db.display_url and quote(PASSWORD, safe='') not in db.display_url
-    wrong = CouchDB(f"{_with_credentials(proxy.url, user, 'N0t/' + password)}/{db_prefix}", retry=0)
+    wrong = CouchDB(f"{_with_credentials(proxy.url, user, 'N0t/' + password)}/{db_prefix}",
+                    budget=PhaseBudget(retries=0))
     with pytest.raises(CouchUnauthorized) as refused:
         wrong.info()
     assert PASSWORD not in str(refused.value) and quote(PASSWORD, safe='') not in str(refused.value)

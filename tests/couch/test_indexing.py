@@ -5,7 +5,7 @@ import pytest
 
 from corehq.couch import indexing
 from corehq.doctypemigrations import stats
-from corehq.couch import CouchDB, CouchNotFound, CouchUnreachable, PhaseBudget, RetryPolicy
+from corehq.couch import CouchDB, CouchNotFound, CouchUnreachable, PhaseBudget
 from corehq.couch.indexing import (
     IndexNotReady, describe, indexer_progress, throttled, wait_for_view_index,
 )
@@ -36,7 +36,7 @@ def slow_db(source_db):
 def impatient(couch_settings, slow_db):
     """The same database through a client whose requests give up after 0.05 s
     without an answer, and are not retried."""
-    return CouchDB(couch_settings.db_url(None), timeout=(5, 0.05), retry=0)
+    return CouchDB(couch_settings.db_url(None), timeout=(5, 0.05), budget=PhaseBudget(retries=0))
 
 
 def test_the_wait_outlasts_a_read_timeout_far_shorter_than_the_build(slow_db, impatient):
@@ -77,19 +77,18 @@ def test_a_build_query_cut_off_is_sent_again_by_the_client_policy_alone(slow_db,
     url = f"{couch_proxy.url}/{db_prefix}"
     couch_proxy.drop_after_bytes, couch_proxy.drop_paths = 5, VIEW_PATH
     couch_proxy.drop_count = 2
-    wait_for_view_index(CouchDB(url, retry=RetryPolicy(total=2, backoff_factor=0.01)), 'slow', 'v')
+    wait_for_view_index(CouchDB(url, budget=PhaseBudget(retries=2, backoff_factor=0.01)), 'slow', 'v')
     assert (couch_proxy.drops, couch_proxy.count('GET', VIEW_PATH)) == (2, 3)
     couch_proxy.drop_count = 2
     with pytest.raises(CouchUnreachable, match='cut off'):
-        wait_for_view_index(CouchDB(url, retry=RetryPolicy(total=1, backoff_factor=0.01)), 'slow', 'v')
+        wait_for_view_index(CouchDB(url, budget=PhaseBudget(retries=1, backoff_factor=0.01)), 'slow', 'v')
     assert couch_proxy.count('GET', VIEW_PATH) == 5  # no retries of its own on top of the policy's
 
 
 def test_a_build_query_cut_off_for_longer_than_the_budget_waits_while_the_server_answers(
         slow_db, couch_proxy, db_prefix):
-    budget = PhaseBudget(give_up_after=0.3)
-    db = CouchDB(f"{couch_proxy.url}/{db_prefix}",
-                 retry=RetryPolicy.for_phase(budget, backoff_factor=0.1, backoff_jitter=0))
+    budget = PhaseBudget(give_up_after=0.3, backoff_factor=0.1, backoff_jitter=0)
+    db = CouchDB(f"{couch_proxy.url}/{db_prefix}", budget=budget)
     couch_proxy.fail_status, couch_proxy.fail_paths = 401, '_active_tasks'  # as CouchDB to a non-admin
     couch_proxy.drop_after_bytes, couch_proxy.drop_paths = 5, VIEW_PATH
     couch_proxy.drop_count = 4  # re-sent after 0.1, 0.2, 0.4 and 0.8 s: 1.5 s of failing queries

@@ -50,7 +50,7 @@ def write_one_by_one(db, count):
 
 def test_429s_slow_the_phase_down_and_it_recovers(couch_proxy, db_prefix):
     budget = PhaseBudget()
-    db = CouchDB(f"{couch_proxy.url}/{db_prefix}", retry=budget)
+    db = CouchDB(f"{couch_proxy.url}/{db_prefix}", budget=budget)
     db.create()
     couch_proxy.rate_limit_probability = 1.0
     couch_proxy.rate_limit_paths = r'^GET /[^/?]+$'  # GET <db>: info only
@@ -79,7 +79,7 @@ def test_a_phase_gives_up_after_its_budget(proxied_dbs, capsys):
 
 def test_a_wrong_server_fails_at_once_even_with_a_long_budget(migration_dbs):
     budget = PhaseBudget(give_up_after=None)
-    db = CouchDB('http://127.0.0.1:9/nothing', retry=budget)
+    db = CouchDB('http://127.0.0.1:9/nothing', budget=budget)
     started = time.monotonic()
     with pytest.raises(CouchUnreachable, match='connection refused'):
         db.info()
@@ -90,7 +90,7 @@ def test_an_idle_feed_is_quiet_and_the_next_write_arrives_at_once(migration_dbs,
     source, target = migration_dbs
     run(SLUG, '--initial')
     budget = PhaseBudget(give_up_after=None)
-    source, target = (CouchDB(db.url, retry=budget) for db in migration_dbs)
+    source, target = (CouchDB(db.url, budget=budget) for db in migration_dbs)
     arrived = {}
 
     def write_after_quiet():
@@ -233,7 +233,7 @@ def test_after_a_429_requests_carry_fewer_docs_and_the_copy_is_still_faithful(pr
     ids = [f"u{i:03}" for i in range(400)]
     source.bulk_docs([{'_id': doc_id, 'doc_type': 'CommCareUser'} for doc_id in ids])
     budget = PhaseBudget()
-    source, target = CouchDB(source.url, retry=budget), CouchDB(target.url, retry=budget)
+    source, target = CouchDB(source.url, budget=budget), CouchDB(target.url, budget=budget)
     settings = initial.InitialSettings(page_size=40, batch_bytes=1 << 20, batch_docs=40, workers=1)
 
     def served_with_429s(path, phase):

@@ -276,7 +276,7 @@ def restart_later(server, delay, down_for):
 def test_continuous_survives_the_server_going_away(own_server, own_dbs, caplog):
     run('user_db_migration', '--initial')
     budget = PhaseBudget(give_up_after=None)  # what --continuous runs with: it never gives up
-    source, target = (CouchDB(db.url, retry=budget) for db in own_dbs)
+    source, target = (CouchDB(db.url, budget=budget) for db in own_dbs)
     source.bulk_docs([{'_id': f"before{i}", 'doc_type': 'Group'} for i in range(50)])
     bouncer = restart_later(own_server, delay=1.0, down_for=2.0)
     runner = follower(source, target)

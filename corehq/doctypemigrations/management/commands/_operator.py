@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError
 
 from corehq.couch import CouchDB, CouchError
-from corehq.couch.client import allow_requests, stop_requests
+from corehq.couch.transport import allow_requests, stop_requests
 from corehq.doctypemigrations.djangomigrations import STATE_MIGRATION
 from corehq.doctypemigrations.errors import MigrationError
 from corehq.doctypemigrations.management.commands._text import error_text
@@ -35,8 +35,8 @@ def open_databases(migrator, budget):
     the phase's budget (ImproperlyConfigured for a database not registered)."""
     migrator.validate(settings.COUCH_SETTINGS_HELPER)
     helper = settings.COUCH_SETTINGS_HELPER
-    return (CouchDB(helper.db_url(migrator.source_db_name), retry=budget),
-            CouchDB(helper.db_url(migrator.target_db_name), retry=budget))
+    return (CouchDB(helper.db_url(migrator.source_db_name), budget=budget),
+            CouchDB(helper.db_url(migrator.target_db_name), budget=budget))
 
 
 class Stopping(KeyboardInterrupt):

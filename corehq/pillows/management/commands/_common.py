@@ -41,7 +41,7 @@ def app_db_name(pillow):
 
 
 def app_db(pillow, budget):
-    return CouchDB(f"{settings.COUCH_SETTINGS_HELPER.server_url}/{app_db_name(pillow)}", retry=budget)
+    return CouchDB(f"{settings.COUCH_SETTINGS_HELPER.server_url}/{app_db_name(pillow)}", budget=budget)
 
 
 @contextmanager

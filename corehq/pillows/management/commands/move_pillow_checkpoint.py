@@ -30,8 +30,8 @@ class Command(BaseCommand):
             helper = settings.COUCH_SETTINGS_HELPER
             migrator.validate(helper)
             budget = phase_budget(options['give_up_after'])
-            source = CouchDB(helper.db_url(migrator.source_db_name), retry=budget)
-            target = CouchDB(helper.db_url(migrator.target_db_name), retry=budget)
+            source = CouchDB(helper.db_url(migrator.source_db_name), budget=budget)
+            target = CouchDB(helper.db_url(migrator.target_db_name), budget=budget)
             state = states.open_state(migrator, source, target)
             result = move_checkpoint(pillow, state, source, target, app_db_name(pillow), slug)
         if not result.moved:

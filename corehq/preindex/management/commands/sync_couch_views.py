@@ -27,7 +27,7 @@ class Command(BaseCommand):
         placements = design_doc_placements(
             helper, apps.get_app_configs(), ExtraPreindexPlugin.registrations())
         for db_name, db_placements in sorted(group_by_db(placements).items(), key=lambda i: str(i[0])):
-            db = CouchDB(helper.db_url(db_name), retry=budget)
+            db = CouchDB(helper.db_url(db_name), budget=budget)
             if verbosity:
                 self.stdout.write(f"{db.display_url}: {len(db_placements)} design docs")
             try:
