@@ -1,10 +1,16 @@
-"""Options shared by the commands that talk to CouchDB: ``--give-up-after``,
-one phase budget (see retry.PhaseBudget) for all of a command's requests,
-and numbers checked against their range when the arguments are parsed."""
+"""What the commands that talk to CouchDB share: ``--give-up-after``, one
+phase budget (see retry.PhaseBudget) for all of a command's requests,
+numbers checked against their range when the arguments are parsed, and a
+prompt stop on SIGTERM or Ctrl-C."""
 import argparse
 import math
+import signal
+from contextlib import contextmanager
+
+from django.core.management.base import CommandError
 
 from corehq.couch.retry import DEFAULT_GIVE_UP_AFTER, PhaseBudget
+from corehq.couch.transport import allow_requests, stop_requests
 
 
 def number(kind, minimum, above=False):
@@ -39,3 +45,50 @@ def phase_budget(give_up_after, never_by_default=False):
     if give_up_after is None:
         give_up_after = None if never_by_default else DEFAULT_GIVE_UP_AFTER
     return PhaseBudget(give_up_after=give_up_after or None)
+
+
+class Stopping(KeyboardInterrupt):
+    """SIGTERM or SIGINT: the process was told to stop."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_signals():
+    """A supervisor's SIGTERM and Ctrl-C stop any phase at once: the requests
+    in flight are abandoned and no new one starts (see couch.stop_requests),
+    so a large attachment or a stalled response does not hold the stop up.
+    What was recorded stays right: a result is recorded only once it arrived.
+    A SIGINT the shell made ignored (a script's background job) stays ignored."""
+    def stop(signum, frame):
+        stop_requests()
+        raise Stopping(signum)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        allow_requests()
+
+
+def stopped_error(interrupt, rerun):
+    """The line a stopped command ends with, and the shell's exit code for the signal."""
+    signum = getattr(interrupt, 'signum', signal.SIGINT)
+    return CommandError(f"Stopped by {signal.Signals(signum).name}: the requests in flight were "
+                        f"abandoned; the progress recorded so far stands, and {rerun} goes on from it "
+                        f"when run again.", returncode=128 + signum)
+
+
+@contextmanager
+def stoppable(rerun):
+    """The block stops promptly on SIGTERM or Ctrl-C (see stop_signals) and
+    ends with ``stopped_error``'s line; ``rerun`` names what goes on from it."""
+    try:
+        with stop_signals():
+            yield
+    except KeyboardInterrupt as interrupt:
+        raise stopped_error(interrupt, rerun) from None

@@ -1,11 +1,11 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from corehq.doctypemigrations.conflicts import run_delete_doc_conflicts
-from corehq.couch.commandline import add_give_up_after, number, phase_budget
+from corehq.couch.commandline import add_give_up_after, number, phase_budget, stoppable
 from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.management.commands._text import describe_errors
 from corehq.doctypemigrations.management.commands._operator import (
-    open_databases, operator_errors, stoppable,
+    open_databases, operator_errors,
 )
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
 

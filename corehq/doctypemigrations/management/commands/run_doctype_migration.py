@@ -8,11 +8,11 @@ from django.core.management.base import BaseCommand, CommandError
 from corehq.doctypemigrations import (
     cleanup, follower, inflight, initial, state as states, stats, status, verify,
 )
-from corehq.couch.commandline import add_give_up_after, number, phase_budget
+from corehq.couch.commandline import add_give_up_after, number, phase_budget, stoppable
 from corehq.doctypemigrations.dumpfile import check_dump_path, describe_position
 from corehq.doctypemigrations.management.commands._allocator import keep_memory_flat
 from corehq.doctypemigrations.management.commands._operator import (
-    open_databases, operator_errors, stoppable,
+    open_databases, operator_errors,
 )
 from corehq.doctypemigrations.management.commands._events import command_events
 from corehq.doctypemigrations.status_text import render_text

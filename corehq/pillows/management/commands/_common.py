@@ -1,7 +1,6 @@
 """What the pillow commands share: the database a pillow's app reads from
-(through the settings, so it follows the flip), signals, and one
+(through the settings, so it follows the flip), and one
 CommandError for every failure an operator can act on."""
-import signal
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -42,15 +41,3 @@ def app_db_name(pillow):
 
 def app_db(pillow, budget):
     return CouchDB(f"{settings.COUCH_SETTINGS_HELPER.server_url}/{app_db_name(pillow)}", budget=budget)
-
-
-@contextmanager
-def sigterm_as_interrupt():
-    """A supervisor's SIGTERM stops a pillow as cleanly as Ctrl-C does."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

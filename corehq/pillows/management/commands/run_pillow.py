@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand
 
-from corehq.couch.commandline import add_give_up_after, phase_budget
+from corehq.couch.commandline import add_give_up_after, phase_budget, stop_signals
 from corehq.pillows import checkpoints, runner
-from corehq.pillows.management.commands._common import app_db, operator_errors, sigterm_as_interrupt
+from corehq.pillows.management.commands._common import app_db, operator_errors
 from corehq.pillows.pillow import PILLOWS, get_pillow
 
 
@@ -36,7 +36,7 @@ class Command(BaseCommand):
             tuning = runner.DEFAULT_SETTINGS._replace(batch_size=options['batch_size'],
                                                       heartbeat_seconds=options['heartbeat_seconds'])
             try:
-                with sigterm_as_interrupt():
+                with stop_signals():  # SIGTERM stops a pillow as Ctrl-C does
                     checkpoint = runner.run_pillow(pillow, db, until_caught_up=options['until_caught_up'],
                                                    rebuild=options['rebuild'], settings=tuning,
                                                    on_page=self._page_done(options['verbosity']))
