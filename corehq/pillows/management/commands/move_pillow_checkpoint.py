@@ -1,10 +1,9 @@
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from corehq.couch import CouchDB
 from corehq.couch.commandline import add_give_up_after, phase_budget
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.migrator_instances import get_migrator_by_slug, get_migrator_slugs
+from corehq.doctypemigrations.management.commands._operator import open_databases
 from corehq.pillows.management.commands._common import app_db_name, operator_errors
 from corehq.pillows.move import move_checkpoint
 from corehq.pillows.pillow import PILLOWS, get_pillow
@@ -27,11 +26,7 @@ class Command(BaseCommand):
                                f"{', '.join(get_migrator_slugs())}.")
         with operator_errors():
             pillow = get_pillow(name)
-            helper = settings.COUCH_SETTINGS_HELPER
-            migrator.validate(helper)
-            budget = phase_budget(options['give_up_after'])
-            source = CouchDB(helper.db_url(migrator.source_db_name), budget=budget)
-            target = CouchDB(helper.db_url(migrator.target_db_name), budget=budget)
+            source, target = open_databases(migrator, phase_budget(options['give_up_after']))
             state = states.open_state(migrator, source, target)
             result = move_checkpoint(pillow, state, source, target, app_db_name(pillow), slug)
         if not result.moved:
