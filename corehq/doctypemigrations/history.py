@@ -11,6 +11,7 @@ from collections import namedtuple
 from datetime import timedelta
 
 MINUTES_SHOWN = 60
+MAX_BAR_WIDTH = 24  # a lone minute is a bar, not a block filling the chart
 
 Minute = namedtuple('Minute', 'start changes')
 Bar = namedtuple('Bar', 'x y width height start changes')
@@ -52,9 +53,10 @@ def bar_chart(minutes, width=640, height=180, left=56, right=12, top=12, bottom=
     bars = []
     for index, minute in enumerate(minutes):
         bar_height = plot_height * minute.changes / top_value
-        bars.append(Bar(x=round(left + index * slot + slot * 0.1, 1),
+        bar_width = min(max(slot * 0.8, 1), MAX_BAR_WIDTH)
+        bars.append(Bar(x=round(left + (index + 0.5) * slot - bar_width / 2, 1),
                         y=round(top + plot_height - bar_height, 1),
-                        width=round(max(slot * 0.8, 1), 1), height=round(bar_height, 1),
+                        width=round(bar_width, 1), height=round(bar_height, 1),
                         start=minute.start, changes=minute.changes))
     y_ticks = [Tick(round(top + plot_height - plot_height * value / top_value, 1), str(value))
                for value in (0, top_value // 2, top_value)]
