@@ -113,10 +113,13 @@ class Project:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.workdir / 'state.sqlite3'
         self._numbers = itertools.count(1)   # shared with via() copies: no output file is reused
+        self.users_groups_db = None   # the app reads its users from the main db: before the flip
 
     def env(self):
         env = dict(os.environ)
-        env.pop('USERS_GROUPS_DB', None)   # the migration reads the main db, before the flip
+        env.pop('USERS_GROUPS_DB', None)
+        if self.users_groups_db:
+            env['USERS_GROUPS_DB'] = self.users_groups_db
         env.update({
             'COUCH_SERVER_URL': self.server_url,
             'COUCH_DATABASE_NAME': self.main_db,
@@ -150,6 +153,13 @@ class Project:
         CouchDB at ``server_url``: a proxy standing for a link to a remote cluster."""
         other = copy.copy(self)
         other.server_url = server_url
+        return other
+
+    def flipped(self):
+        """The same project once the flip deployed (USERS_GROUPS_DB=users, as
+        .ci/demo sets it): the app reads its users from the migration's target."""
+        other = copy.copy(self)
+        other.users_groups_db = 'users'
         return other
 
     @property

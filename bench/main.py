@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from bench import datagen, lag, migration, peers, profiling, remote, report
+from bench import datagen, lag, migration, peers, pillows, profiling, remote, report
 from bench.commands import PROJECT_DIR, Project
 from bench.couchclient import Server
 from bench.server import client_cpu, cpu_meter, embedded_server, sigterm_as_interrupt, temporary_workdir, \
@@ -51,7 +51,8 @@ def parse_args(argv):
     parser.add_argument('--only', type=lambda text: set(text.split(',')), metavar='NAMES',
                         help="Measure only these figures (comma-separated keys of the JSON's figures: "
                         "copies such as initial,proxy_initial,rl_initial,link_initial,link_raw, and "
-                        "readers, rate_limited_phases, continuous, link_lag, quiet_lag, verify, cleanup). "
+                        "readers, rate_limited_phases, continuous, link_lag, quiet_lag, verify, pillow_move, "
+                        "cleanup). "
                         "For working on one figure; a ratio needs both of its figures named.")
     parser.add_argument('--quick', action='store_true', help="A smoke run: 10k docs, 1 round, 10 s of "
                         "lag, 20 s of quiet then 10 writes, --canary-wait 1 in the 429 run's --cleanup.")
@@ -164,7 +165,7 @@ def run_all(args, server, workdir, doc_types, run):
     def wanted(name):
         return not args.only or name in args.only
     needs_state = any(wanted(name) for name in ('readers', 'continuous', 'link_lag', 'quiet_lag', 'verify',
-                                                'cleanup'))
+                                                'pillow_move', 'cleanup'))
     if initial_done and needs_state and migration.phase_of(big) != 'following':
         # The round's last --initial of the big data set failed (a link or 429 run,
         # say): the phases below need a complete one.
@@ -205,6 +206,12 @@ def run_all(args, server, workdir, doc_types, run):
             # Reported, not judged yet: --verify is being made clean on such data (issue 17).
             figures['verify'] = run.phase('verify', "--continuous --until-caught-up, then --verify at N",
                                           lambda: migration.run_verify(big))
+        if initial_done and wanted('pillow_move'):
+            # Before the cleanup, which deletes the source's copies the pillow reads.
+            figures['pillow_move'] = run.phase(
+                'pillow_move', f"run_pillow {pillows.PILLOW} --rebuild on the source to its end, the flip, "
+                f"move_pillow_checkpoint, run_pillow on the target",
+                lambda: dict(pillows.time_pillow_move(big), source_docs=dataset.docs))
         if initial_done and wanted('cleanup'):
             figures['cleanup'] = run.phase('cleanup', "--cleanup with and without its canary wait and "
                                            "index catch-up", lambda: _cleanup_figures(big, server, workdir))

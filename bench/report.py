@@ -198,6 +198,15 @@ def targets(figures, args=None):
              lambda r, key=key: (f"{r[key]['seconds']:.1f} s", r[key]['seconds'] <= READER_SECONDS))
     goal('dump size per doc', 'reference', ['initial'],
          lambda i: ((f"{i['dump_bytes_per_doc']:.0f} B" if i.get('dump_bytes') else 'n/a'), None))
+
+    # Issue 19: moving a pillow against processing every doc again (no target given: shown for reference).
+    pillow_docs = (figures.get('pillow_move') or {}).get('source_docs', docs)
+    goal(f"pillow reprocessing at {pillow_docs} docs (rebuild, source)", 'reference', ['pillow_move'],
+         lambda p: (f"{p['reprocess']['seconds']:.1f} s, {p['reprocess']['docs_per_s']:.0f} changes/s", None))
+    goal(f"move_pillow_checkpoint at {pillow_docs} docs", 'reference', ['pillow_move'],
+         lambda p: (f"{p['move']['seconds']:.1f} s", None))
+    goal("pillow reprocessing vs move (time)", 'reference', ['pillow_move'],
+         lambda p: (f"{p['reprocess_vs_move']:.1f}x", None))
     return goals
 
 
@@ -319,6 +328,19 @@ def table(meta, dataset, figures, goals):
                       + f": lag p50 {lag['p50']:.3f} s, p95 {lag['p95']:.3f} s, max {lag['max']:.3f} s over "
                       f"{lag['measured_writes']} migrating writes ({lag['unobserved']} never arrived); "
                       f"follower peak RSS {lag['follower_peak_rss_mb']:.0f} MB"]
+    moved = figures.get('pillow_move')
+    if moved:
+        r, m, a = moved['reprocess'], moved['move'], moved['after_move']
+        reset = m['reset_would_process']
+        lines += ['', f"Commit 4 at {moved.get('source_docs', 'N')} docs: run_pillow user_index --rebuild on "
+                      f"the source processed "
+                      f"{r['changes']} changes in {r['seconds']:.1f} s ({r['docs_per_s']:.0f} changes/s, "
+                      f"{r['peak_rss_mb']:.0f} MB); after the flip, move_pillow_checkpoint took "
+                      f"{m['seconds']:.1f} s ({moved['reprocess_vs_move']:.1f}x less), then the pillow "
+                      f"caught up on the target with {a['changes']} changes in {a['seconds']:.1f} s; a reset "
+                      f"on the target would process {reset} (~{reset / r['docs_per_s']:.1f} s at the "
+                      f"measured rate). "
+                      f"Each time is a whole process, Django's start included."]
     verified = figures.get('verify')
     if verified:
         lines += ['', f"--verify at N after --initial and --continuous: exit {verified['exit_code']} in "

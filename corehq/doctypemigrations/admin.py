@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 
-from corehq.doctypemigrations import state as states, status
+from corehq.doctypemigrations import history, state as states, status
 from corehq.doctypemigrations.errors import PhaseRefused
 # The page is a view of the status like --status, so it takes the same words.
 from corehq.doctypemigrations.status_text import attention_messages, summary_rows
@@ -61,7 +61,8 @@ class DocTypeMigrationAdmin(ReadOnly, admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url='', extra_context=None):
         obj = self.get_object(request, unquote(object_id))
-        context = dict(extra_context or {}, **(status_context(obj) if obj is not None else {}))
+        context = dict(extra_context or {}, **(status_context(obj) if obj is not None else {}),
+                       **(history_context(obj) if obj is not None else {}))
         return super().change_view(request, object_id, form_url, context)
 
 
@@ -84,3 +85,10 @@ def status_context(obj):
     return dict(context, status=report, status_rows=summary_rows(report),
                 status_attention=attention_messages(report),
                 status_unreadable=[problem['database'] for problem in report['couch']['problems']])
+
+
+def history_context(obj):
+    """The chart of changes copied per minute, from the recorded checkpoints."""
+    minutes = history.changes_per_minute(history.counted_pairs(obj))
+    return {'history': history.bar_chart(minutes) if minutes else None,
+            'history_minutes_shown': history.MINUTES_SHOWN}

@@ -12,7 +12,7 @@ from django.db import DatabaseError
 from corehq.doctypemigrations import state as states
 
 # The migration that creates the state tables; the blocking one comes after it.
-STATE_MIGRATION = '0008_positions_and_follow_refusals'
+STATE_MIGRATION = '0010_pair_changes'
 
 
 class MigrationNotComplete(CommandError):

@@ -167,7 +167,8 @@ class ChangesFollower:
         if not batch.rows:
             return
         target_seq = self.target.update_seq()  # read after the target acknowledged the batch
-        states.save_checkpoint(self.state, batch.last_seq, target_seq, self._pairs.usable(batch.last_seq))
+        states.save_checkpoint(self.state, batch.last_seq, target_seq, self._pairs.usable(batch.last_seq),
+                               batch.rows)
         self.batch = _Batch()
         self.events.committed(batch.rows, batch.last_seq)
 

@@ -58,6 +58,10 @@ class DocTypeMigrationSeqPair(models.Model):
     target_seq = models.TextField()
     usable = models.BooleanField(default=False)
     recorded_at = models.DateTimeField(auto_now_add=True)
+    # The source changes read since the previous pair (the batch's feed rows,
+    # with those of pairs thinned out since); None for the pair of --initial
+    # and for pairs recorded before this was. The admin's chart is drawn from it.
+    changes = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ['id']  # the order of recording, which is the order of the source's feed

@@ -290,14 +290,15 @@ def complete_initial(state, target_seq, dump_end=None):
 
 
 @transaction.atomic
-def save_checkpoint(state, seq, target_seq, usable):
+def save_checkpoint(state, seq, target_seq, usable, changes=None):
     """Record that the target holds everything up to ``seq``, and where the
-    target stood then (``target_seq``, read after it acknowledged the batch);
-    keeps only recent checkpoints."""
+    target stood then (``target_seq``, read after it acknowledged the batch),
+    with the number of source ``changes`` the batch read; keeps only recent
+    checkpoints."""
     _add_checkpoint(state, encode_seq(seq))
     stale = state.checkpoints.order_by('-timestamp', '-id').values_list('id', flat=True)[CHECKPOINTS_KEPT:]
     DocTypeMigrationCheckpoint.objects.filter(id__in=list(stale)).delete()
-    record_pair(state, seq, target_seq, usable)
+    record_pair(state, seq, target_seq, usable, changes)
 
 
 def _add_checkpoint(state, encoded_seq):
@@ -325,12 +326,14 @@ def reset_checkpoint_to_original(state):
 
 # -- seq pairs ----------------------------------------------------------------------
 
-def record_pair(state, source_seq, target_seq, usable):
+def record_pair(state, source_seq, target_seq, usable, changes=None):
     """Record that the target stood at ``target_seq`` once it held every source
     change up to ``source_seq``. ``usable`` only when every source change after
-    ``source_seq`` reaches the target after ``target_seq`` (see pairs.py)."""
+    ``source_seq`` reaches the target after ``target_seq`` (see pairs.py).
+    ``changes``: how many source changes were read since the previous pair."""
     DocTypeMigrationSeqPair.objects.create(migration=state, source_seq=encode_seq(source_seq),
-                                           target_seq=encode_seq(target_seq), usable=usable)
+                                           target_seq=encode_seq(target_seq), usable=usable,
+                                           changes=changes)
     _thin_pairs(state)
 
 
@@ -338,11 +341,21 @@ def _thin_pairs(state):
     kept = PAIRS_KEPT
     if state.seq_pairs.count() <= kept:
         return
-    rows = list(state.seq_pairs.order_by('id').values_list('id', 'usable'))
-    first_usable = next((pair_id for pair_id, usable in rows if usable), None)
-    older = [pair_id for pair_id, _usable in rows[:-(kept // 2)]]
-    DocTypeMigrationSeqPair.objects.filter(
-        id__in=[pair_id for pair_id in older[1::2] if pair_id != first_usable]).delete()
+    rows = list(state.seq_pairs.order_by('id').values_list('id', 'usable', 'changes'))
+    first_usable = next((pair_id for pair_id, usable, _changes in rows if usable), None)
+    older = rows[:-(kept // 2)]
+    dropped = [index for index in range(1, len(older), 2) if older[index][0] != first_usable]
+    for index in dropped:
+        _fold_changes_into_next(older[index], rows[index + 1])
+    DocTypeMigrationSeqPair.objects.filter(id__in=[older[index][0] for index in dropped]).delete()
+
+
+def _fold_changes_into_next(dropped, following):
+    """The next pair (always kept: every other one is dropped) now covers the
+    dropped one's changes too, so the history still counts them all."""
+    changes, (next_id, next_changes) = dropped[2], (following[0], following[2])
+    if changes and next_changes is not None:
+        DocTypeMigrationSeqPair.objects.filter(id=next_id).update(changes=next_changes + changes)
 
 
 def usable_pairs(state):

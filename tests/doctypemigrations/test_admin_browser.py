@@ -34,6 +34,7 @@ CHROMIUM_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-
                   '--disable-background-networking', '--disable-component-update', '--disable-sync',
                   '--window-size=1280,1700')
 PASSWORD = 'not-a-real-password-3141'
+WRITES_BETWEEN_BATCHES = (3, 9, 5)
 
 
 def recorded(phase, refused=(), checkpoint=None):
@@ -159,9 +160,38 @@ def refused_in_a_subprocess(proxied_dbs, subprocess_env, tmp_path):
 
 
 @pytest.fixture
+def followed_in_a_subprocess(proxied_dbs, subprocess_env, tmp_path):
+    """--initial, then --continuous run three times by an operator's shell, with
+    writes before each run: the migration has real checkpoints that counted
+    their changes. Returns the environment."""
+    proxy, source, _target = proxied_dbs
+    seed(source)
+    env = dict(subprocess_env, COUCH_SERVER_URL=proxy.url)
+    state_db_ready(env, tmp_path)
+    result = manage_py(env, 'run_doctype_migration', SLUG, '--initial', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for batch, writes in enumerate(WRITES_BETWEEN_BATCHES):
+        source.bulk_docs([{'_id': f"later-{batch}-{i}", 'doc_type': 'WebUser', 'username': f"w{batch}.{i}"}
+                          for i in range(writes)])
+        result = manage_py(env, 'run_doctype_migration', SLUG, '--continuous', '--until-caught-up',
+                           cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    return env
+
+
+@pytest.fixture
 def runserver(refused_in_a_subprocess, tmp_path):
     """`./manage.py runserver` as the README says, with a superuser; its base url."""
-    env = dict(refused_in_a_subprocess, DJANGO_SUPERUSER_PASSWORD=PASSWORD)
+    yield from serve_admin(refused_in_a_subprocess, tmp_path)
+
+
+@pytest.fixture
+def runserver_following(followed_in_a_subprocess, tmp_path):
+    yield from serve_admin(followed_in_a_subprocess, tmp_path)
+
+
+def serve_admin(env, tmp_path):
+    env = dict(env, DJANGO_SUPERUSER_PASSWORD=PASSWORD)
     created = manage_py(env, 'createsuperuser', '--noinput', '--username', 'operator',
                         '--email', 'operator@example.com', cwd=tmp_path)
     assert created.returncode == 0, created.stderr
@@ -188,14 +218,20 @@ def wait_until_serving(server, url, log_path, limit=60):
     raise AssertionError(f"runserver never answered:\n{log_path.read_text()}")
 
 
-def test_an_operator_sees_the_status_in_a_browser(runserver, browser, tmp_path):
+def open_the_migration(browser, base):
+    """Log in as the operator and open the migration's page, by its links."""
     from selenium.webdriver.common.by import By
-    browser.get(f"{runserver}/admin/")
+    browser.get(f"{base}/admin/")
     browser.find_element(By.ID, 'id_username').send_keys('operator')
     browser.find_element(By.ID, 'id_password').send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, 'input[type=submit]').click()
     browser.find_element(By.LINK_TEXT, 'Doc type migrations').click()
     browser.find_element(By.LINK_TEXT, SLUG).click()
+
+
+def test_an_operator_sees_the_status_in_a_browser(runserver, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    open_the_migration(browser, runserver)
 
     def shown(label):
         selector = f"#migration-status .field-status-{label} .readonly"
@@ -214,8 +250,54 @@ def test_an_operator_sees_the_status_in_a_browser(runserver, browser, tmp_path):
     # the admin's own stylesheet reached the browser
     header = "return getComputedStyle(document.getElementById('header')).display"
     assert browser.execute_script(header) == 'flex'
+    history = browser.find_element(By.ID, 'checkpoint-history')
+    assert 'No checkpoint history yet' in history.text and not history.find_elements(By.TAG_NAME, 'svg')
     screenshot = os.environ.get('ADMIN_SCREENSHOT') or str(tmp_path / 'admin-migration.png')
     assert browser.save_screenshot(screenshot)
+
+
+def test_an_operator_sees_the_changes_copied_per_minute(runserver_following, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    open_the_migration(browser, runserver_following)
+    assert browser.find_element(By.CSS_SELECTOR, '#migration-status .field-status-phase .readonly').text \
+        == 'following'
+    chart = browser.find_element(By.CSS_SELECTOR, '#checkpoint-history svg')
+    bars = chart.find_elements(By.CSS_SELECTOR, 'rect.bar')
+    drawn = {bar.get_attribute('data-minute')[:16].replace('T', ' '): int(bar.get_attribute('data-changes'))
+             for bar in bars}
+    per_minute = changes_per_minute_in_subprocess_db(tmp_path)
+    counts = [changes for _at, changes in recorded_counts(tmp_path)]  # one checkpoint per run
+    assert len(counts) == len(WRITES_BETWEEN_BATCHES)
+    assert all(count >= writes for count, writes in zip(counts, WRITES_BETWEEN_BATCHES))
+    assert {minute: changes for minute, changes in drawn.items() if changes} == per_minute
+    # each bar is as tall as its count, on one scale: the tallest is the busiest minute
+    heights = {bar.get_attribute('data-minute')[:16].replace('T', ' '): bar.rect['height'] for bar in bars}
+    busiest = max(per_minute, key=per_minute.get)
+    assert heights[busiest] == max(heights.values()) > 0
+    for minute, changes in per_minute.items():
+        assert heights[minute] == pytest.approx(heights[busiest] * changes / per_minute[busiest], abs=1.5)
+    labels = [text.text for text in chart.find_elements(By.TAG_NAME, 'text')]
+    assert 'changes / minute' in labels and 'minute (UTC)' in labels and '0' in labels
+    summary = browser.find_element(By.CSS_SELECTOR, '#checkpoint-history .summary').text
+    assert summary.startswith(f"{sum(per_minute.values())} change(s) copied")
+    screenshot = os.environ.get('ADMIN_HISTORY_SCREENSHOT') or str(tmp_path / 'admin-history.png')
+    browser.execute_script("document.getElementById('checkpoint-history').scrollIntoView()")
+    assert browser.save_screenshot(screenshot)
+
+
+def recorded_counts(tmp_path):
+    """(recorded_at, changes) of the pairs --continuous recorded, read from its own database."""
+    import sqlite3
+    with sqlite3.connect(tmp_path / 'state.sqlite3') as conn:
+        return conn.execute("SELECT recorded_at, changes FROM doctypemigrations_doctypemigrationseqpair "
+                            "WHERE changes IS NOT NULL ORDER BY id").fetchall()
+
+
+def changes_per_minute_in_subprocess_db(tmp_path):
+    per_minute = {}
+    for recorded_at, changes in recorded_counts(tmp_path):
+        per_minute[recorded_at[:16]] = per_minute.get(recorded_at[:16], 0) + changes
+    return per_minute
 
 
 def states_in_subprocess_db(tmp_path):

@@ -138,7 +138,7 @@ def test_missing_state_tables_say_which_migrate_to_run(couch_settings, source_db
     result = manage_py(subprocess_env, 'run_doctype_migration', 'user_db_migration', '--initial',
                        cwd=tmp_path)
     assert result.returncode != 0
-    assert ('migrate doctypemigrations 0008_positions_and_follow_refusals' in result.stderr
+    assert ('migrate doctypemigrations 0010_pair_changes' in result.stderr
             and 'Traceback' not in result.stderr)
 
 
