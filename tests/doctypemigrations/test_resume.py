@@ -307,11 +307,13 @@ def test_initial_survives_the_server_going_away_by_rerunning(own_server, own_dbs
         def update(self, n=1):
             if self.desc == phase and not bounced:
                 own_server.stop()
-                # longer than the client's own retries (about 1.4 s), so the run really fails
                 bounced.append(restart_later(own_server, delay=3.0, down_for=0))
 
+    # a phase that gives up after 1 s of failing, shorter than the outage, so the run really fails
+    budget = PhaseBudget(give_up_after=1)
+    short_lived = CouchDB(source.url, budget=budget), CouchDB(target.url, budget=budget)
     with pytest.raises(CouchUnreachable):
-        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20),
+        run_initial(users_migration, *short_lived, 'dump.log', SMALL_PAGES._replace(page_size=20),
                     BounceOnce())
     bounced[0].join()
     run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
