@@ -301,17 +301,19 @@ def test_initial_survives_the_server_going_away_by_rerunning(own_server, own_dbs
     source, target = own_dbs
     bulk_seed(source, 3000)
     bounced = []
+    # a run that gives up after 1 s of failing, shorter than the outage, so it really fails
+    budget = PhaseBudget(give_up_after=1)
+    impatient = [CouchDB(db.url, budget=budget) for db in own_dbs]
 
     class BounceOnce(StepHook):
         """Stops the server at the first step of ``phase``, restarts it after a while."""
         def update(self, n=1):
             if self.desc == phase and not bounced:
                 own_server.stop()
-                # longer than the client's own retries (about 1.4 s), so the run really fails
                 bounced.append(restart_later(own_server, delay=3.0, down_for=0))
 
     with pytest.raises(CouchUnreachable):
-        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES._replace(page_size=20),
+        run_initial(users_migration, *impatient, 'dump.log', SMALL_PAGES._replace(page_size=20),
                     BounceOnce())
     bounced[0].join()
     run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES)
