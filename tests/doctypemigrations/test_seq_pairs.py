@@ -152,7 +152,7 @@ def test_pairs_are_thinned_keeping_the_newest_and_the_first_usable(migration_dbs
     assert [states.decode_seq(pair.source_seq) for pair in kept[-5:]] == [f"s{i}" for i in range(35, 40)]
 
 
-def test_status_shows_the_latest_pair(migration_dbs):
+def test_status_shows_the_latest_pair(migration_dbs, feed_replays):
     source, target = migration_dbs
     source.bulk_docs([{'_id': f"u{i}", 'doc_type': 'CommCareUser'} for i in range(5)])
     run('user_db_migration', '--initial')
@@ -165,7 +165,9 @@ def test_status_shows_the_latest_pair(migration_dbs):
     pair = json.loads(out.getvalue())['seq_pair']
     assert pair['source_seq'] == states.decode_seq(latest.source_seq)
     assert pair['source_seq'] == states.latest_checkpoint(latest.migration)
-    assert pair['target_seq'] == target.update_seq() and pair['usable'] is True
+    assert pair['target_seq'] == target.update_seq()
+    # a feed that replays rows makes the count that judges a pair err towards "not usable": safe
+    assert pair['usable'] == latest.usable and (pair['usable'] is True or feed_replays)
     text = StringIO()
     with pytest.raises(CommandError, match='follower_dead'):
         call_command('run_doctype_migration', 'user_db_migration', '--status', stdout=text)

@@ -75,6 +75,13 @@ def wait_for(condition, timeout=180):
         time.sleep(0.2)
 
 
+def runs_now(tmp_path, pid):
+    """Whether process ``pid`` holds the user_index pillow's claim."""
+    with sqlite3.connect(tmp_path / 'state.sqlite3') as conn:
+        row = conn.execute("SELECT runner FROM pillows_pillowcheckpoint WHERE name = 'user_index'").fetchone()
+    return bool(row and row[0] and f":{pid}:" in row[0])
+
+
 def index(tmp_path):
     with sqlite3.connect(tmp_path / 'state.sqlite3') as conn:
         return {row[0]: row[1:] for row in conn.execute(
@@ -137,6 +144,9 @@ def test_the_moved_pillow_misses_nothing_and_does_less_than_a_reset(
         # past the end of the dump, however slow the machine: else the move
         # rightly refuses (the checkpoint is older than the first pair)
         wait_for(lambda: 'after-initial' in index(tmp_path))
+        # the pillow running now (restarted by the kills) holds its claim: past its start-up,
+        # where a SIGTERM would end it before it can say anything
+        wait_for(lambda: runs_now(tmp_path, pillow.pid))
         out = stop(pillow, signal.SIGTERM)  # stopped before the flip's deploy
         assert 'Stopped; checkpoint saved' in out, out
         writer.db = target  # the flip: the app writes to the new database
