@@ -150,11 +150,12 @@ class ChangesFollower:
         """Copy the batch (and the docs refused before, even with nothing new
         to read), then checkpoint after it, once the target acknowledged."""
         batch = self.batch
-        if not batch.rows and not states.follow_refusals(self.state):
+        refused = states.follow_refusals(self.state)
+        if not batch.rows and not refused:
             return
         self._check_still_allowed()
         changes = list(batch.changes.values())
-        changes += refused_before(self.source, self.state, {c.id for c in changes})
+        changes += refused_before(self.source, refused, {c.id for c in changes})
         divergences, errors = apply_changes(self.source, self.target, self.selection, changes,
                                             self.settings.attachment_bytes, self.settings.workers)
         for divergence in divergences:
@@ -206,10 +207,10 @@ def apply_changes(source, target, selection, changes, attachment_bytes=ATTACHMEN
     return divergences + _conflicts_deleted_in_target(target, conflicted), errors
 
 
-def refused_before(source, state, batch_ids):
+def refused_before(source, refused_ids, batch_ids):
     """The source's changes of the docs the target refused before, that this
     batch does not hold already: each batch sends them again."""
-    doc_ids = [doc_id for doc_id in states.follow_refusals(state) if doc_id not in batch_ids]
+    doc_ids = [doc_id for doc_id in refused_ids if doc_id not in batch_ids]
     return changes_of(source, doc_ids)
 
 
