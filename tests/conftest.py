@@ -1,4 +1,10 @@
-"""Fixtures: one real pouchdb-server for the session, fresh databases per test."""
+"""Fixtures: one real server for the session, fresh databases per test.
+
+The server is the project's own pouchdb-server unless the run names another
+(tests/servers.py): ``--couch-url URL`` (or ``COUCH_TEST_URL``) for any CouchDB 3,
+``--couchdb-launcher PATH --couchdb-nodes 1|3`` for Apache CouchDB started and
+stopped by the run.
+"""
 import os
 import uuid
 from pathlib import Path
@@ -9,6 +15,7 @@ import requests
 from corehq.couchsettings import CouchSettingsHelper
 from corehq.couch import CouchDB
 from corehq.embedded_couch.server import EmbeddedCouch, free_port
+from tests import servers
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,8 +26,16 @@ pytest_plugins = ['tests.proxy_fixtures', 'tests.processes', 'pytester']
 
 def pytest_addoption(parser):
     parser.addoption('--couch-proxy', action='store_true',
-                     help="Reach CouchDB through a proxy that makes seqs opaque strings (as on "
-                          "CouchDB 3 clusters) and replays already-sent changes.")
+                     help="Reach pouchdb-server through a proxy that makes seqs opaque strings (as "
+                          "on CouchDB 3 clusters) and replays already-sent changes.")
+    parser.addoption('--couch-url', default=os.environ.get('COUCH_TEST_URL'),
+                     help="Run against this CouchDB 3 (admin credentials in the url), left "
+                          "running; default: $COUCH_TEST_URL, else the project's pouchdb-server.")
+    parser.addoption('--couchdb-launcher', default=None,
+                     help="Start Apache CouchDB with this launcher (../shared/couchdb/couchdb) "
+                          "for the run and stop it at the end.")
+    parser.addoption('--couchdb-nodes', type=int, choices=(1, 3), default=1,
+                     help="With --couchdb-launcher: a single node, or a 3-node cluster.")
 
 
 def pytest_configure(config):
@@ -28,15 +43,72 @@ def pytest_configure(config):
     # included; tests of that migration turn this off again.
     from django.conf import settings
     settings.UNIT_TESTING = True
+    config.addinivalue_line('markers', 'pouchdb_only(reason): about a quirk of pouchdb-server; '
+                                       'skipped on any other server')
+    config.addinivalue_line('markers', 'couchdb_only(reason): needs what only CouchDB has; '
+                                       'skipped on pouchdb-server')
+    config.addinivalue_line('markers', 'cluster: kills and restarts nodes of a 3-node cluster '
+                                       'started by the run; skipped on any other server')
+
+
+def pytest_runtest_setup(item):
+    """Skip, naming the reason, a test the run's server cannot show."""
+    kind, nodes, launched = _server_shape(item.config)
+    for marker, wanted in (('pouchdb_only', servers.POUCHDB), ('couchdb_only', servers.COUCHDB)):
+        found = item.get_closest_marker(marker)
+        if found and kind != wanted:
+            reason = found.args[0] if found.args else found.kwargs.get('reason', '')
+            pytest.skip(f"{marker}: {reason} (this run's server is {kind})")
+    if item.get_closest_marker('cluster') and not (launched and nodes == 3):
+        pytest.skip("cluster: needs a 3-node cluster started by the run "
+                    "(--couchdb-launcher ../shared/couchdb/couchdb --couchdb-nodes 3)")
+
+
+def _server_shape(config):
+    """(kind, nodes, started by the launcher) of the server the run names."""
+    if config.getoption('--couchdb-launcher'):
+        return servers.COUCHDB, config.getoption('--couchdb-nodes'), True
+    if config.getoption('--couch-url'):
+        if not hasattr(config, '_couch_shape'):
+            url = config.getoption('--couch-url')
+            config._couch_shape = (servers.server_kind(url), servers.cluster_size(url), False)
+        return config._couch_shape
+    return servers.POUCHDB, 1, False
 
 
 @pytest.fixture(scope='session')
-def couch_server(tmp_path_factory):
-    """The project's own pouchdb-server on a free loopback port, stopped at the end."""
-    server = EmbeddedCouch(PROJECT_DIR, tmp_path_factory.mktemp('couchdb'), free_port())
-    server.start()
-    yield server
-    server.stop()
+def couch_server(tmp_path_factory, request):
+    """The run's server (see the module docstring), stopped at the end if the run started it."""
+    config = request.config
+    if config.getoption('--couchdb-launcher'):
+        server = servers.LaunchedCouch(config.getoption('--couchdb-launcher'),
+                                       tmp_path_factory.mktemp('couchdb'), config.getoption('--couchdb-nodes'))
+    elif config.getoption('--couch-url'):
+        server = servers.ExternalCouch(config.getoption('--couch-url'))
+    else:
+        server = EmbeddedCouch(PROJECT_DIR, tmp_path_factory.mktemp('couchdb'), free_port())
+        server.kind = servers.POUCHDB
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope='session')
+def couch_kind(couch_server):
+    """'pouchdb' or 'couchdb': what the run's server is."""
+    return couch_server.kind
+
+
+@pytest.fixture
+def couch_cluster(couch_server):
+    """The run's 3-node cluster, whose nodes a test may kill and start again
+    (tests marked ``cluster`` only). Every node is up again after the test."""
+    yield couch_server
+    for n in range(1, couch_server.nodes + 1):
+        if not servers.node_answers(couch_server.node_url(n)):
+            couch_server.start_node(n)
 
 
 @pytest.fixture(scope='session')
@@ -46,6 +118,9 @@ def couch_url(couch_server, request):
     if not request.config.getoption('--couch-proxy'):
         yield couch_server.url
         return
+    if couch_server.kind != servers.POUCHDB:
+        raise pytest.UsageError("--couch-proxy turns pouchdb-server's integer seqs into opaque "
+                                "ones: a CouchDB's are opaque already")
     from tests.couchproxy import CouchProxy
     proxy = CouchProxy(couch_server.url, opaque_seqs=True, replay_changes=True,
                        replay_probability=0.5, replay_rows=2, replay_seed=7).start()

@@ -51,7 +51,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import quote, unquote_plus, urlsplit
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 from corehq.couch import deepjson
 
@@ -207,6 +207,10 @@ class CouchProxy:
         self.upstream_host = parts.hostname
         self.upstream_port = parts.port or 80
         self.upstream_prefix = parts.path.rstrip('/')
+        # A real CouchDB has no admin party: the proxy signs in for a client that
+        # sent no credentials of its own (the proxy's url carries none).
+        self.upstream_auth = (_basic_auth(unquote(parts.username), unquote(parts.password or ''))
+                              if parts.username else None)
         self.port = None
         self._server = None
         self._thread = None
@@ -371,6 +375,8 @@ class CouchProxy:
         self._check_auth(request)
         self._check_rate(request)
         self._check_fail(request)
+        if self.upstream_auth and not request.has_header('Authorization'):
+            request.headers.append(('Authorization', self.upstream_auth))
         rewrites = []
         if BULK_DOCS_PATH.match(request.path) and request.method == 'POST':
             rewrites += self._inject_bulk_errors(request)
@@ -703,6 +709,9 @@ class _Request:
     @property
     def target(self):
         return _target(self.path, self.query)
+
+    def has_header(self, name):
+        return any(key.lower() == name.lower() for key, _ in self.headers)
 
     def pop_header(self, name):
         """Remove a header; its (last) value, or None."""

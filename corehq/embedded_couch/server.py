@@ -57,7 +57,7 @@ class EmbeddedCouch:
         """Start the server; returns False when it was already running."""
         if self.is_running():
             return False
-        if _port_in_use(self.host, self.port):
+        if port_in_use(self.host, self.port):
             raise EmbeddedCouchError(
                 f"Port {self.port} on {self.host} is already in use by another process; "
                 f"choose another port (COUCH_EMBEDDED_PORT) or stop that process.")
@@ -131,7 +131,7 @@ def _process_alive(pid):
         return True
 
 
-def _port_in_use(host, port):
+def port_in_use(host, port):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)
         return sock.connect_ex((host, port)) == 0
