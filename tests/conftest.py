@@ -82,7 +82,8 @@ def couch_server(tmp_path_factory, request):
     config = request.config
     if config.getoption('--couchdb-launcher'):
         server = servers.LaunchedCouch(config.getoption('--couchdb-launcher'),
-                                       tmp_path_factory.mktemp('couchdb'), config.getoption('--couchdb-nodes'))
+                                       tmp_path_factory.mktemp('couchdb'),
+                                       config.getoption('--couchdb-nodes'))
     elif config.getoption('--couch-url'):
         server = servers.ExternalCouch(config.getoption('--couch-url'))
     else:

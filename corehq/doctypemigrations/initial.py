@@ -1,4 +1,8 @@
-"""The --initial phase: dump the selected documents to a file, then load it.
+"""The --initial phase: dump the selected documents to a file, and load it.
+
+The load follows the dump as the file grows (following_load): it loads what
+the dump has recorded while the dump reads on, so the phase takes about the
+longer of reading and writing rather than their sum.
 
 Order matters for losing nothing: the source seq is recorded before the first
 document is read, so everything written while the dump runs is replayed by
@@ -21,7 +25,8 @@ from corehq.doctypemigrations.attachments import (
     BUDGET as ATTACHMENT_BUDGET, fetch_bounded, reread_with_attachments,
 )
 from corehq.doctypemigrations.errors import DumpFileError, LoadFailed
-from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, SizesByBytes, ordered, parts, scaled
+from corehq.doctypemigrations.following_load import FollowingLoad
+from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, SizesByBytes, ordered, scaled
 from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.events import Events
@@ -72,13 +77,24 @@ def _dump_and_load(state, migrator, source, target, dump_path, settings, events,
                                   states.original_seq(state))
     header_end = _prepare_dump_file(state, dump_path, header)
     missing, dump_resumed_at = 0, None
-    if state.phase != LOADING:
-        dump_resumed_at = None if state.dump_since is None else state.dump_offset
-        missing = _dump(state, migrator, source, dump_path, settings, events)
-        states.dump_complete(state, source.update_seq())  # bounds what the load copies (see pairs.py)
     retried = _retry_refusals(state, target, dump_path)
     load_resumed_at = _unfinished_load(state)
-    _load(state, target, dump_path, header_end, settings, events)
+    load = FollowingLoad(target, dump_path, state.load_position or dumpfile.position(header_end),
+                         settings).start(state.dump_offset)
+    events.stage('Loading', total=state.docs_dumped if state.phase == LOADING else None,
+                 done=state.docs_loaded)
+    try:
+        if state.phase != LOADING:
+            dump_resumed_at = None if state.dump_since is None else state.dump_offset
+            missing = _dump(state, migrator, source, dump_path, settings, events,
+                            on_recorded=lambda: _follow(state, load, events))
+            states.dump_complete(state, source.update_seq())  # bounds what the load copies (see pairs.py)
+        load.dump_ended(state.dump_offset)
+        for done in load.rest():
+            _record_load(state, done, events)
+    finally:
+        load.stop()
+        events.stage_done('Loading')
     _raise_if_refused(state)
     # read after the target acknowledged the load; a dump recorded before its
     # end was gets a later mark (the source now), which only makes it safer
@@ -110,9 +126,10 @@ def _dumped_bytes(state, dump_path):
 
 
 def _unfinished_load(state):
-    """The load position a run resumes from, or None."""
-    started = 0 < state.load_position < dumpfile.position(state.dump_offset)
-    return state.load_position if started else None
+    """The load position a run resumes from, or None. While the dump runs, a
+    load that has started is unfinished even where it has caught up with it."""
+    finished = state.phase == LOADING and state.load_position >= dumpfile.position(state.dump_offset)
+    return state.load_position if state.load_position > 0 and not finished else None
 
 
 def _remove(dump_path):
@@ -141,7 +158,20 @@ def _prepare_dump_file(state, dump_path, header):
 
 # -- dump and load ------------------------------------------------------------------
 
-def _dump(state, migrator, source, dump_path, settings, events):
+def _follow(state, load, events):
+    """The dump recorded more: the load may read it; record what it loaded meanwhile."""
+    load.dumped_to(state.dump_offset)
+    for done in load.acknowledged():
+        _record_load(state, done, events)
+
+
+def _record_load(state, done, events):
+    (lines, end), errors = done
+    states.save_load_progress(state, end, state.docs_loaded + len(lines), _refused_lines(lines, errors))
+    events.advanced('Loading', len(lines))
+
+
+def _dump(state, migrator, source, dump_path, settings, events, on_recorded):
     pages, total = _enumerate(state, migrator, source, settings, events)
     missing = 0
     events.stage('Dumping', total=total, unit='docs scanned')
@@ -166,6 +196,7 @@ def _dump(state, migrator, source, dump_path, settings, events):
                                          dump_since=states.encode_seq(position),
                                          docs_dumped=state.docs_dumped + unsaved)
                     unsaved = 0
+                    on_recorded()
                     events.advanced('Dumping', scanned)
     finally:
         events.stage_done('Dumping')
@@ -205,34 +236,6 @@ def _enumerate(state, migrator, source, settings, events):
     pages = scan_changes(source, settings.page_size, position.get('changes'))
     return (([c for c in changes if selection.wants(c)], len(changes), {'changes': seq})
             for changes, seq in pages), lambda: feed_length(source.info())
-
-
-def _load(state, target, dump_path, header_end, settings, events):
-    start = state.load_position or dumpfile.position(header_end)
-    batches = dumpfile.read_batches(dump_path, start, settings.batch_bytes, settings.batch_docs,
-                                    size=state.dump_offset)
-    # In order: a load position is recorded only once every batch before it is acknowledged.
-    written = ordered(_smaller_while_limited(batches, target.budget),
-                      lambda batch: write_raw(target, [raw for raw, _at in batch[0]]),
-                      settings.workers, target.budget, ahead=0)
-    events.stage('Loading', total=state.docs_dumped, done=state.docs_loaded)
-    try:
-        for (lines, end), errors in written:
-            states.save_load_progress(state, end, state.docs_loaded + len(lines),
-                                      _refused_lines(lines, errors))
-            events.advanced('Loading', len(lines))
-    finally:
-        events.stage_done('Loading')
-
-
-def _smaller_while_limited(batches, budget):
-    """The load's batches, split while the server rate-limits. A part ends
-    where the next part's first line is, so its load position is exact."""
-    for lines, end in batches:
-        split = parts(lines, budget)
-        for part, following in zip(split, split[1:]):
-            yield part, following[0][1]
-        yield split[-1], end
 
 
 def _retry_refusals(state, target, dump_path):

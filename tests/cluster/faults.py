@@ -2,7 +2,8 @@
 phase (or once a condition holds) and brought back during the phase or after it."""
 import random
 import threading
-import time
+
+from tests.waiting import wait_for  # noqa: F401 (the cluster tests wait with it)
 
 
 class NodeOutage(threading.Thread):
@@ -55,13 +56,3 @@ class NodeOutage(threading.Thread):
         self.join(timeout=120)
         self.restore()
         return False
-
-
-def wait_for(condition, limit=120, what='the condition'):
-    """Poll ``condition`` until it is true; fail after ``limit`` seconds (a
-    safety net for a test that would otherwise hang, not a timing assumption)."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {limit}s")
-        time.sleep(0.05)

@@ -6,12 +6,14 @@ import stat
 import pytest
 from django.core.management.base import CommandError
 
-from corehq.doctypemigrations import diskcheck, dumpfile, initial, state as states
+from corehq.doctypemigrations import diskcheck, dumpfile, following_load, initial, state as states
 from corehq.doctypemigrations.errors import NotEnoughDiskSpace
+from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.migrator_instances import users_migration
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import run, trees, visible_trees
-from tests.doctypemigrations.test_resume import SMALL_PAGES, Killed, dying_progress
+from tests.doctypemigrations.test_resume import SMALL_PAGES, DieAfterTheDump, Killed, dying_progress
+from tests.waiting import wait_for
 
 
 def test_initial_copies_revision_trees_exactly(migration_dbs):
@@ -195,8 +197,8 @@ def test_a_resumed_dump_needs_only_what_is_left_and_a_load_needs_no_space(migrat
     dumped = states.get(users_migration.slug).dump_offset
     with pytest.raises(NotEnoughDiskSpace):
         run_initial(free_bytes=whole - dumped - 200)
-    with pytest.raises(Killed):
-        run_initial(dying_progress(1, 'Loading'), free_bytes=whole - dumped + 200)
+    with pytest.raises(Killed):  # the dump completes, the load does not
+        run_initial(DieAfterTheDump(), free_bytes=whole - dumped + 200)
     run_initial(free_bytes=0)
     assert visible_trees(target, migrating) == visible_trees(source, migrating)
 
@@ -220,8 +222,33 @@ def test_a_load_batch_split_while_rate_limited_keeps_exact_positions():
     budget = PhaseBudget()
     budget.rate_limited()  # what the client does on a 429: batches halve
     lines = [(f"line{i}".encode(), 7 * dumpfile.LINE_SLOTS + i) for i in range(10)]
-    parts = list(initial._smaller_while_limited([(lines, dumpfile.position(9))], budget))
+    parts = list(following_load._smaller_while_limited([(lines, dumpfile.position(9))], budget))
     assert [part for part, _after in parts] == [lines[:5], lines[5:]]
     # a load killed after the first part resumes at the line after it, the last part's end is the batch's
     assert [after for _part, after in parts] == [lines[5][1], dumpfile.position(9)]
-    assert list(initial._smaller_while_limited([(lines, 1)], PhaseBudget())) == [(lines, 1)]
+    assert list(following_load._smaller_while_limited([(lines, 1)], PhaseBudget())) == [(lines, 1)]
+
+
+def test_the_load_follows_the_dump_while_it_reads_on(migration_dbs):
+    """The dump is held after its second recorded page until the target holds
+    docs: the load wrote them from what the dump had recorded, with the dump
+    unfinished. A load that waited for the whole dump would never write them,
+    and this run would end on the wait's limit."""
+    source, target = migration_dbs
+    migrating, _ = seed(source, n=60)
+    seen_loading = []
+
+    class HoldTheDump(Events):
+        pages = 0
+
+        def advanced(self, name, n):
+            if name == 'Dumping':
+                self.pages += 1
+                if self.pages == 2:
+                    wait_for(lambda: target.info()['doc_count'] > 0, what='the load writing during the dump')
+                    seen_loading.append(states.get(users_migration.slug).phase)
+
+    result = initial.run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, HoldTheDump())
+    assert seen_loading == [states.DUMPING]
+    assert result.docs_loaded == result.docs_dumped == len(migrating) + 1
+    assert visible_trees(target, migrating) == visible_trees(source, migrating)

@@ -33,7 +33,7 @@ from tests.doctypemigrations.helpers import (
     initial_in_subprocess, manage_py, run, start_migration, state_db_ready,
 )
 from tests.doctypemigrations.test_phases import straggler
-from tests.doctypemigrations.test_resume import SMALL_PAGES, Killed, StepHook
+from tests.doctypemigrations.test_resume import SMALL_PAGES, DieAfterTheDump, Killed, StepHook
 from tests.processes import stop, wait_for_line
 
 SLUG = users_migration.slug
@@ -223,7 +223,7 @@ def test_loading_interrupted_has_an_eta(migration_dbs):
     source, target = migration_dbs
     seed(source, n=40)
     with pytest.raises(Killed):
-        run_initial(users_migration, source, target, DUMP, SMALL_PAGES, dying_once('Loading', 'docs_loaded'))
+        run_initial(users_migration, source, target, DUMP, SMALL_PAGES, DieAfterTheDump())
     recorded = states.get(SLUG)
     report, code = status_json()
     assert code == 1 and report['phase'] == 'loading'
