@@ -173,8 +173,9 @@ class CouchDB(Connection):
 
     # -- feeds and views -------------------------------------------------
 
-    def changes(self, since=None, limit=None, include_docs=False, timeout=None, **params):
-        """One page of ``_changes`` with every leaf rev of each doc (style=all_docs)."""
+    def changes(self, since=None, limit=None, include_docs=False, timeout=None, body=None, **params):
+        """One page of ``_changes`` with every leaf rev of each doc (style=all_docs);
+        ``body`` goes with a filter that takes one (``_selector``, ``_doc_ids``)."""
         query = {'style': 'all_docs', **params}
         if since is not None:
             query['since'] = since
@@ -182,6 +183,8 @@ class CouchDB(Connection):
             query['limit'] = limit
         if include_docs:
             query['include_docs'] = 'true'
+        if body is not None:
+            return self.json('POST', '_changes', params=query, body=body, timeout=timeout)
         return self.json('GET', '_changes', params=query, timeout=timeout)
 
     def wait_for_change(self, since, max_wait, heartbeat_ms=5000):

@@ -31,7 +31,7 @@ from corehq.doctypemigrations.loader import DocError, write_raw
 from corehq.doctypemigrations.models import LOADING
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.selection import (
-    DocTypeSelection, feed_length, has_doc_type_view, scan_changes, scan_doc_type_view,
+    DocTypeSelection, feed_length, filters_by_selector, has_doc_type_view, scan_changes, scan_doc_type_view,
 )
 from corehq.doctypemigrations.stats import doc_types_total
 
@@ -233,9 +233,14 @@ def _enumerate(state, migrator, source, settings, events):
         return ((changes, len(changes), {'view': at}) for changes, at in pages), \
             lambda: doc_types_total(source, migrator.all_doc_types)
     selection = DocTypeSelection(migrator.all_doc_types)
-    pages = scan_changes(source, settings.page_size, position.get('changes'))
+    if filters_by_selector(source):  # only the migrating docs cross the wire; how many is not known
+        pages, total = scan_changes(source, settings.page_size, position.get('changes'),
+                                    doc_types=selection.doc_types), None
+    else:
+        pages, total = scan_changes(source, settings.page_size, position.get('changes')), \
+            (lambda: feed_length(source.info()))
     return (([c for c in changes if selection.wants(c)], len(changes), {'changes': seq})
-            for changes, seq in pages), lambda: feed_length(source.info())
+            for changes, seq in pages), total
 
 
 def _retry_refusals(state, target, dump_path):
