@@ -11,7 +11,7 @@ import pytest
 from tests import processes
 from tests.cluster.faults import NodeOutage, wait_for
 from tests.cluster.workload import (
-    SLUG, Writer, assert_target_matches, assert_verify_clean, manage, populate,
+    SLUG, Writer, assert_target_matches, assert_verify_clean, holds_claim, manage, populate,
 )
 from tests.doctypemigrations.helpers import start_migration, state_db_ready
 
@@ -31,7 +31,8 @@ def test_continuous_rides_out_a_node_restart_with_a_writer_running(
                                stdout=log, stderr=log)
     try:
         writer.start()
-        with NodeOutage(couch_cluster, node, when=lambda: writer.writes > 20, delay=(0, 3),
+        with NodeOutage(couch_cluster, node, when=lambda: writer.writes > 20 and holds_claim(
+                tmp_path, follower.pid), delay=(0, 3),
                         back_after=(2, 8)) as outage:
             wait_for(lambda: outage.back.is_set() or writer.error or outage.error,
                      what=f"node {node} killed and back")

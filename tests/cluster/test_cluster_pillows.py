@@ -10,7 +10,7 @@ import pytest
 
 from tests import processes
 from tests.cluster.faults import NodeOutage, wait_for
-from tests.cluster.workload import SLUG, Writer, manage, populate
+from tests.cluster.workload import SLUG, Writer, holds_claim, manage, populate
 from tests.doctypemigrations.helpers import state_db_ready
 from tests.pillows.helpers import start_manage
 
@@ -44,7 +44,8 @@ def test_run_pillow_rides_out_a_node_restart_with_a_writer_running(
     pillow = start_manage(subprocess_env, tmp_path, *PILLOW, stdout=log, stderr=log)
     try:
         writer.start()
-        with NodeOutage(couch_cluster, node, when=lambda: writer.writes > 20, delay=(0, 3),
+        with NodeOutage(couch_cluster, node, when=lambda: writer.writes > 20 and holds_claim(
+                tmp_path, pillow.pid, 'pillows_pillowcheckpoint'), delay=(0, 3),
                         back_after=(1, 5)) as outage:
             wait_for(lambda: outage.back.is_set() or writer.error or outage.error,
                      what=f"node {node} killed and back")

@@ -2,6 +2,7 @@
 409s as a couchdbkit application does, and the check that the target holds
 what the source holds, once the cluster's copies agree again."""
 import random
+import sqlite3
 import threading
 import time
 
@@ -21,6 +22,15 @@ SETTLE_LIMIT = 90
 def populate(source_url, total=300, seed=0):
     """Realistic docs (histories, conflicts, deletions, attachments) in the source."""
     return realistic.populate(total, seed=seed, attachment_share=0.03, db=source_url)
+
+
+def holds_claim(cwd, pid, table='doctypemigrations_doctypemigration'):
+    """Whether process ``pid`` holds a claim in the state database of ./manage.py runs in ``cwd``:
+    past its start-up and its first answer from the server (a server that never answered in
+    a run is said at once to be unreachable, by design: that is a wrong url more often)."""
+    with sqlite3.connect(cwd / 'state.sqlite3') as conn:
+        rows = conn.execute(f"SELECT runner FROM {table}").fetchall()
+    return any(runner and f":{pid}:" in runner for runner, in rows)
 
 
 def manage(env, cwd, *args, timeout=300):
