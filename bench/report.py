@@ -263,8 +263,9 @@ def table(meta, dataset, figures, goals):
     lines = [
         f"Doc type migration bench: {dataset['docs']} docs ({dataset['migrating']} of migrating types, "
         f"{dataset['expected_in_target']} live to copy; {dataset['conflicted']} conflicted, "
-        f"{dataset['deleted']} deleted, {dataset['with_attachments']} with attachments); "
-        f"N_small {small.get('docs')} docs ({small.get('expected_in_target')} live to copy)",
+        f"{dataset['deleted']} deleted, {dataset['with_attachments']} with attachments)"
+        + (f"; N_small {small.get('docs')} docs ({small.get('expected_in_target')} live to copy)"
+           if small.get('docs') else ''),
         f"{server}, {meta['cpus']} CPUs, {meta['rounds']} round(s) in a "
         f"rotating order (median; spread = (max - min) / median), "
         f"bench wall time {meta['wall_seconds']:.0f} s"
