@@ -20,6 +20,32 @@ class Server:
     def __init__(self, url):
         self.url = url.rstrip('/')
         self.session = requests.Session()
+        self._welcome = None
+
+    def welcome(self):
+        """What the server's root says of itself (read once)."""
+        if self._welcome is None:
+            self._welcome = self.json('GET', '')
+        return self._welcome
+
+    def is_couchdb(self):
+        return 'couchdb' in self.welcome()   # pouchdb-server's root says 'express-pouchdb'
+
+    def describe(self):
+        """The server's name and version, e.g. 'CouchDB 3.5.0 (1 node)'."""
+        version = self.welcome().get('version')
+        if not self.is_couchdb():
+            return f"pouchdb-server {version}"
+        nodes = len(self.json('GET', '_membership').get('cluster_nodes', []))
+        return f"CouchDB {version} ({nodes} node{'s' if nodes != 1 else ''})"
+
+    def replication_endpoint(self, db_name):
+        """A database of this server as ``_replicate`` names it: pouchdb-server
+        replicates local databases by name; CouchDB 3 needs a url, with the
+        credentials (sent to the server only, never printed)."""
+        if not self.is_couchdb():
+            return db_name
+        return f"{self.url}/{quote(db_name, safe='')}"
 
     def request(self, method, path, params=None, body=None, timeout=600, **kwargs):
         headers = {'Accept': 'application/json'}

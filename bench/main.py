@@ -13,22 +13,40 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from bench import datagen, lag, migration, peers, pillows, profiling, remote, report
+from bench import datagen, lag, migration, minimum, peers, pillows, profiling, remote, report
 from bench.commands import PROJECT_DIR, Project
 from bench.couchclient import Server
-from bench.server import client_cpu, cpu_meter, embedded_server, sigterm_as_interrupt, temporary_workdir, \
-    watch_cpu_of
+from bench.server import LAUNCHER, bench_server, client_cpu, cpu_meter, sigterm_as_interrupt, \
+    temporary_workdir, watch_cpu_of
 
 DEFAULT_OUT = PROJECT_DIR / 'bench' / 'results' / 'latest.json'
 MAIN_DB, SMALL_DB = 'bench', 'bench_small'
 PEER_DBS = {'raw_view': 'peer_raw_view', 'raw_view_small': 'peer_raw_view_small',
-            'raw_changes': 'peer_raw_changes', 'replicate': 'peer_replicate'}
+            'raw_changes': 'peer_raw_changes', 'replicate': 'peer_replicate',
+            'replicate_mango': 'peer_replicate_mango', 'write_alone': 'peer_write_alone'}
+# The server's minimum and the Mango replication: measured on pouchdb-server
+# only when named with --only (its default run stays what it was).
+NOT_BY_DEFAULT_ON_POUCHDB = {'read_alone', 'write_alone', 'replicate_mango'}
+# What a run on CouchDB (--server) measures unless --only says otherwise: the
+# copy against the server's own minimum and its own replicator, then every
+# phase's time and peak RSS on the data the last --initial left.
+COUCHDB_DEFAULT = {'initial', 'read_alone', 'write_alone', 'replicate', 'replicate_mango', 'readers',
+                   'verify', 'cleanup'}
+# Figures that need the smaller data set: it is written only for them.
+NEEDS_SMALL = {'initial_small', 'raw_view_small', 'rate_limited_phases'}
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog='bench/run.py', description="Measure the doc type migration against its peers on the same "
-        "data, in one run, on a pouchdb-server of its own; prints a table and writes JSON.")
+        "data, in one run, on a pouchdb-server of its own or on a CouchDB (--server); prints a table and "
+        "writes JSON.")
+    parser.add_argument('--server', metavar='URL', help="Measure on this CouchDB (an admin url, "
+                        "http://USER:PASSWORD@HOST:PORT; its password is never printed; the bench's "
+                        f"databases on it are overwritten), or '{LAUNCHER}': Apache CouchDB from "
+                        "../shared/couchdb, one node started for the run and stopped at its end. "
+                        "On CouchDB the default figures are " + ','.join(sorted(COUCHDB_DEFAULT))
+                        + " (--only names others). Default: a pouchdb-server of the bench's own.")
     parser.add_argument('--docs', type=int, help="Docs in the source (default 100000; 10000 with --quick).")
     parser.add_argument('--small-docs', type=int, help="Docs in the smaller data set that throughput and "
                         "peak RSS at N are compared with (default N/5).")
@@ -67,6 +85,8 @@ def parse_args(argv):
     args.quiet_seconds = args.quiet_seconds if args.quiet_seconds is not None else (20 if args.quick else 120)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.quiet_writes = 10 if args.quick else lag.QUIET_WRITES
+    if args.server and not args.only and not args.only_scale:
+        args.only = set(COUCHDB_DEFAULT)
     return args
 
 
@@ -74,11 +94,18 @@ class Run:
     """Progress on stderr (a long run shows where it is), phase timings,
     and the errors of phases that failed."""
 
-    def __init__(self):
+    def __init__(self, secrets=()):
+        self.secrets = [secret for secret in secrets if secret]
         self.started = time.monotonic()
         self.started_at = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
         self.phases = {}
         self.errors = {}
+
+    def redact(self, text):
+        """``text`` without the server's password (an error may quote a url)."""
+        for secret in self.secrets:
+            text = text.replace(secret, '****')
+        return text
 
     def elapsed(self):
         return round(time.monotonic() - self.started, 1)
@@ -92,8 +119,9 @@ class Run:
         except Exception as error:
             if _interrupted(error):
                 raise  # Ctrl-C or SIGTERM that a cleanup step turned into another error
-            self.errors[name] = f"{type(error).__name__}: {error}"
-            print(f"         {name} FAILED:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            self.errors[name] = self.redact(f"{type(error).__name__}: {error}")
+            print(f"         {name} FAILED:\n{self.redact(traceback.format_exc())}", file=sys.stderr,
+                  flush=True)
             return None
         finally:
             self.phases[name] = round(time.monotonic() - started, 2)
@@ -119,10 +147,10 @@ def migrating_doc_types():
 def main(argv=None):
     args = parse_args(argv)
     doc_types = migrating_doc_types()
-    run = Run()
-    with sigterm_as_interrupt(), temporary_workdir() as workdir, embedded_server(workdir) as couch:
+    with sigterm_as_interrupt(), temporary_workdir() as workdir, bench_server(workdir, args.server) as couch:
+        run = Run(couch.secrets)
         server = Server(couch.url)
-        watch_cpu_of(couch.pid())
+        watch_cpu_of(couch.pid, couchdb=couch.couchdb)
         dataset, figures = run_all(args, server, workdir, doc_types, run)
         meta = describe(args, server, run)
     goals = report.targets(figures, args)
@@ -145,20 +173,27 @@ class Copy:
 def run_all(args, server, workdir, doc_types, run):
     big = Project(workdir, server.url, MAIN_DB, 'n')
     small = Project(workdir, server.url, SMALL_DB, 'n_small')
-    datasets = run.phase('generate', f"writing {args.docs} + {args.small_docs} docs with "
+    small_docs = args.small_docs if not args.only or args.only & NEEDS_SMALL else 0
+    datasets = run.phase('generate', f"writing {args.docs} + {small_docs} docs with "
                          "corehq/demo/realistic.py", lambda: (
                              datagen.generate(server.db(MAIN_DB), args.docs, seed=args.seed),
-                             datagen.generate(server.db(SMALL_DB), args.small_docs, seed=args.seed + 1)))
+                             datagen.generate(server.db(SMALL_DB), small_docs, seed=args.seed + 1)
+                             if small_docs else datagen.DataSet(SMALL_DB)))
     if datasets is None:
         raise RuntimeError(f"could not write the data set: {run.errors['generate']}")
     dataset, dataset_small = datasets
     figures = {}
-    for project, key, ds in ((big, 'setup_view', dataset), (small, 'setup_view_small', dataset_small)):
+    setups = [(big, 'setup_view', dataset)]
+    if small_docs:
+        setups.append((small, 'setup_view_small', dataset_small))
+    for project, key, ds in setups:
         figures[key] = run.phase(key, f"syncing design docs to {project.main_db}, indexing by_doc_type "
                                  f"({ds.docs} docs)", lambda: _index_view(server, project, ds))
     copies = define_copies(args, server, big, small, dataset, dataset_small, doc_types)
     if args.only:
         copies = {name: copy for name, copy in copies.items() if name in args.only}
+    else:
+        copies = {name: copy for name, copy in copies.items() if name not in NOT_BY_DEFAULT_ON_POUCHDB}
     figures.update(measure_copies(args, copies, figures, run))
     initial_done = figures.get('initial') is not None or (args.only and 'initial' not in args.only)
 
@@ -234,6 +269,9 @@ def define_copies(args, server, big, small, dataset, dataset_small, doc_types):
     def peer(name, copy):
         return lambda: _peer(server, name, copy, target_ddocs())
 
+    leaves = minimum.Leaves(source, doc_types)
+    replicator = 'CouchDB' if server.is_couchdb() else 'pouchdb'
+
     copies = {
         'initial': Copy('--initial (dump + load)', lambda: _initial(big, server, keep_dump=True),
                         dataset, 'setup_view', 'initial'),
@@ -256,9 +294,18 @@ def define_copies(args, server, big, small, dataset, dataset_small, doc_types):
         'raw_changes': Copy('raw copy loop via _changes',
                             peer('raw_changes', lambda t: peers.copy_via_changes(source, t, doc_types)),
                             dataset, None, 'initial'),
-        'replicate': Copy('pouchdb _replicate with JS filter',
+        'replicate': Copy(f"{replicator} _replicate with JS filter",
                           peer('replicate', lambda t: peers.replicate(server, source, t, doc_types)),
                           dataset, None, 'initial'),
+        'replicate_mango': Copy(
+            f"{replicator} _replicate with Mango selector",
+            peer('replicate_mango', lambda t: peers.replicate(server, source, t, doc_types, selector=True)),
+            dataset, None, 'initial'),
+        'read_alone': Copy('read-alone: _bulk_get of the leaves', lambda: _read_alone(leaves), dataset,
+                           None, 'initial'),
+        'write_alone': Copy('write-alone: _bulk_docs new_edits=false',
+                            peer('write_alone', lambda t: minimum.write_alone(leaves, t)), dataset, None,
+                            'initial'),
     })
     copies.update(remote.define_copies(args, server, big, dataset, doc_types, Copy, _initial, target_ddocs))
     return copies
@@ -328,6 +375,13 @@ def _peer(server, name, copy, design_docs):
     return {'seconds': result.seconds, 'in_target': in_target, **cpu.figures(), **client.figures()}
 
 
+def _read_alone(leaves):
+    leaves.id_revs()   # listed before the clock starts
+    with cpu_meter() as cpu, client_cpu() as client:
+        result = minimum.read_alone(leaves)
+    return {'seconds': result.seconds, 'in_target': result.docs, **cpu.figures(), **client.figures()}
+
+
 def _cleanup_figures(project, server, workdir):
     """--cleanup as an operator runs it (its default canary wait, and the
     by_doc_type catch-up it does first), and without either, each measured.
@@ -342,7 +396,8 @@ def _cleanup_figures(project, server, workdir):
     copy_db = f"{project.main_db}_copy"
     twin = Project(workdir, server.url, copy_db, 'cleanup_copy')
     started = time.monotonic()
-    server.json('POST', '_replicate', body={'source': project.main_db, 'target': copy_db,
+    server.json('POST', '_replicate', body={'source': server.replication_endpoint(project.main_db),
+                                            'target': server.replication_endpoint(copy_db),
                                             'create_target': True}, timeout=3600)
     copy_seconds = time.monotonic() - started
     _initial(twin, server)   # the copy's target, state and (through --initial) its index
@@ -382,7 +437,7 @@ def describe(args, server, run):
         'lag_seconds': args.lag_seconds, 'lag_rate': args.lag_rate, 'quiet_seconds': args.quiet_seconds,
         'link_ms': args.link_ms, 'rate_limit': args.rate_limit, 'only_scale': args.only_scale,
         'quick': args.quick, 'cpus': os.cpu_count(), 'python': platform.python_version(),
-        'pouchdb_server': server.json('GET', '')['version'],
+        'server': server.describe(),
         'git_commit': _git('rev-parse', 'HEAD'),
         'core_modified_files': len(_git('status', '--porcelain', 'corehq').splitlines()),
     }

@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 
 from bench.commands import SLUG
+from bench.couchclient import CouchRequestError
 
 INITIAL_TIMEOUT = 3600
 READER_TIMEOUT = 1800      # --stats / --status: bounded, and reported however long they take
@@ -23,10 +24,20 @@ class PhaseResult:
 
 def index_doc_type_view(db):
     """Build ``all_docs/by_doc_type`` now (pouchdb indexes lazily, on the first
-    query), so no measured phase pays for it; returns the seconds it took."""
+    query), so no measured phase pays for it; returns the seconds it took.
+
+    CouchDB answers a query that waited longer than its request timeout for
+    the build with ``500 timeout`` while the build goes on: asked again until
+    it answers."""
     started = time.monotonic()
-    db.view('all_docs', 'by_doc_type', limit=1, reduce=False, timeout=INITIAL_TIMEOUT)
-    return time.monotonic() - started
+    while True:
+        try:
+            db.view('all_docs', 'by_doc_type', limit=1, reduce=False, timeout=INITIAL_TIMEOUT)
+            return time.monotonic() - started
+        except CouchRequestError as error:
+            if error.status != 500 or '"timeout"' not in str(error) \
+                    or time.monotonic() - started > INITIAL_TIMEOUT:
+                raise
 
 
 def prepare_fresh_run(project, server):

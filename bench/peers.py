@@ -52,30 +52,36 @@ def uncompressed(db):
     return server.db(db.name)
 
 
-def copy_via_view(source, target, doc_types, page_size=PAGE_SIZE):
-    """Enumerate with the ``all_docs/by_doc_type`` view, one doc type at a time.
+def view_leaves(source, doc_types, page_size=PAGE_SIZE):
+    """Pages of (view rows, [(id, leaf rev)]) of the ``all_docs/by_doc_type``
+    view, one doc type at a time.
 
     The view's rows give the ids and, as their value, the live leaf revs (the
     couchapps map emits them), so no doc body is read twice; each leaf rev is
     asked for explicitly (pouchdb's ``_bulk_get`` with a bare id returns just
-    the winner). Deleted losing leaves are not visible this way, so this loop
-    does slightly less than a full copy: a conservative floor.
+    the winner). Deleted losing leaves are not visible this way, so a copy of
+    these does slightly less than a full copy: a conservative floor.
     """
-    source, target = uncompressed(source), uncompressed(target)
-    started = time.monotonic()
-    docs = revs = 0
     for doc_type in sorted(doc_types):
         startkey = [doc_type]
         skip = 0
         while True:
             rows = source.view('all_docs', 'by_doc_type', reduce=False, startkey=startkey,
                                endkey=[doc_type, {}], limit=page_size, skip=skip)['rows']
-            id_revs = [(row['id'], rev) for row in rows for rev in row['value']]
-            revs += _copy_leaves(source, target, id_revs)
-            docs += len(rows)
+            yield rows, [(row['id'], rev) for row in rows for rev in row['value']]
             if len(rows) < page_size:
                 break
             startkey, skip = rows[-1]['key'], 1
+
+
+def copy_via_view(source, target, doc_types, page_size=PAGE_SIZE):
+    """Enumerate with the ``all_docs/by_doc_type`` view (see view_leaves)."""
+    source, target = uncompressed(source), uncompressed(target)
+    started = time.monotonic()
+    docs = revs = 0
+    for rows, id_revs in view_leaves(source, doc_types, page_size):
+        revs += _copy_leaves(source, target, id_revs)
+        docs += len(rows)
     return CopyResult(time.monotonic() - started, docs, revs)
 
 
@@ -119,21 +125,32 @@ def install_replication_filter(source, doc_types):
     source.put(ddoc)
 
 
-def replicate(server, source, target, doc_types, source_url=None):
-    """pouchdb-server's own one-shot ``_replicate`` with the doc-type filter,
-    into the existing target.
+def replicate(server, source, target, doc_types, source_url=None, selector=False):
+    """The server's own one-shot ``_replicate`` selecting the doc types, into
+    the existing target: with a JS filter function (a design doc's), or with
+    a Mango ``selector`` on doc_type (CouchDB 2+; evaluated in Erlang, no JS).
 
     The design doc holding the filter is installed first (a source write; it
     does not pass its own filter, so it is not copied). With ``source_url``
     (the source's full url through a proxy) the replicator reads the source
     over HTTP through it, as a remote peer pulling from the cluster would.
     """
-    install_replication_filter(source, doc_types)
+    body = {'source': source_url or server.replication_endpoint(source.name),
+            'target': server.replication_endpoint(target.name)}
+    if selector:
+        body['selector'] = {'doc_type': {'$in': sorted(doc_types)}}
+    else:
+        install_replication_filter(source, doc_types)
+        body['filter'] = 'bench_replication/by_doc_type'
     started = time.monotonic()
-    result = server.json('POST', '_replicate', body={
-        'source': source_url or source.name, 'target': target.name,
-        'filter': 'bench_replication/by_doc_type'}, timeout=3600)
+    result = server.json('POST', '_replicate', body=body, timeout=3600)
     seconds = time.monotonic() - started
-    if not result.get('ok', False) or result.get('doc_write_failures'):
-        raise RuntimeError(f"_replicate failed: {result}")
-    return CopyResult(seconds, target.info()['doc_count'], result.get('docs_written', 0))
+    # pouchdb-server answers the counts at the top; CouchDB in the session's history entry
+    counts = dict(result, **(result.get('history') or [{}])[0])
+    if not result.get('ok', False) or counts.get('doc_write_failures'):
+        raise RuntimeError(f"_replicate failed: {_without_history(result)}")
+    return CopyResult(seconds, target.info()['doc_count'], counts.get('docs_written', 0))
+
+
+def _without_history(result):
+    return {k: v for k, v in result.items() if k != 'history'}

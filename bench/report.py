@@ -117,6 +117,8 @@ def targets(figures, args=None):
     for with_index, suffix in ((False, ''), (True, ', incl. index')):
         ratio_goal(f"initial vs in-server filtered _replicate{suffix}", 'initial', 'replicate',
                    INITIAL_VS_REPLICATOR, with_index)
+        ratio_goal(f"initial vs _replicate with Mango selector{suffix}", 'initial', 'replicate_mango',
+                   INITIAL_VS_REPLICATOR, with_index, reference=True)
 
         def vs_raw(initial, raw_view, raw_changes, with_index=with_index):
             key = 'docs_per_s_with_index' if with_index else 'docs_per_s'
@@ -125,6 +127,13 @@ def targets(figures, args=None):
         target = 'reference' if with_index else f">= {INITIAL_VS_RAW}x"
         goal(f"initial vs faster raw copy loop{suffix}", target, ['initial', 'raw_view', 'raw_changes'],
              vs_raw)
+
+    # The server's own minimum: no goal yet, the figure to steer by on CouchDB.
+    alone = ['initial', 'read_alone', 'write_alone']
+    goal("initial vs the slower of read-alone, write-alone", 'reference', alone,
+         lambda i, r, w: (f"{server_minimum(i, r, w)['vs_max']:.2f}x", None))
+    goal("initial vs read-alone + write-alone", 'reference', alone,
+         lambda i, r, w: (f"{server_minimum(i, r, w)['vs_sum']:.2f}x", None))
 
     def lag(continuous):
         text = f"{continuous['p95']:.3f} s"
@@ -214,6 +223,16 @@ def targets(figures, args=None):
     return goals
 
 
+def server_minimum(initial, read, write):
+    """--initial's throughput against the server's floor: the slower of reading
+    and writing alone (a copy overlapping them cannot beat it), and their sum
+    (a copy that reads everything, then writes it, cannot beat that)."""
+    slower = max(read['seconds'], write['seconds'])
+    both = read['seconds'] + write['seconds']
+    return {'read_s': read['seconds'], 'write_s': write['seconds'], 'initial_s': initial['seconds'],
+            'vs_max': slower / initial['seconds'], 'vs_sum': both / initial['seconds']}
+
+
 def _fmt(value, spec):
     """``spec`` is a width and format, e.g. '8.1f'; a missing value keeps the width."""
     width = int(spec.split('.')[0])
@@ -222,25 +241,32 @@ def _fmt(value, spec):
     return format(value, spec)
 
 
+def _rss(figure):
+    return f" ({figure['peak_rss_mb']:.0f} MB)" if figure.get('peak_rss_mb') else ''
+
+
 def _pct(value, width):
     return f"{value:{width}.0%}" if value is not None else ' ' * (width - 1) + '-'
 
 
 SETUP_ROWS = ('setup_view', 'setup_view_small')
-COPY_ROWS = ('initial', 'initial_small', 'initial_w1', 'raw_view', 'raw_view_small', 'raw_changes',
-             'replicate', 'proxy_initial', 'link_initial', 'link_initial_w1', 'link_raw', 'link_replicate',
+COPY_ROWS = ('initial', 'initial_small', 'initial_w1', 'read_alone', 'write_alone', 'raw_view',
+             'raw_view_small', 'raw_changes', 'replicate', 'replicate_mango', 'proxy_initial', 'link_initial',
+             'link_initial_w1', 'link_raw', 'link_replicate',
              'rl_initial')
 LABEL = 46
 
 
 def table(meta, dataset, figures, goals):
     small = dataset.get('small') or {}
+    server = meta.get('server') or f"pouchdb-server {meta.get('pouchdb_server')}"   # older results say this
     lines = [
         f"Doc type migration bench: {dataset['docs']} docs ({dataset['migrating']} of migrating types, "
         f"{dataset['expected_in_target']} live to copy; {dataset['conflicted']} conflicted, "
-        f"{dataset['deleted']} deleted, {dataset['with_attachments']} with attachments); "
-        f"N_small {small.get('docs')} docs ({small.get('expected_in_target')} live to copy)",
-        f"pouchdb-server {meta['pouchdb_server']}, {meta['cpus']} CPUs, {meta['rounds']} round(s) in a "
+        f"{dataset['deleted']} deleted, {dataset['with_attachments']} with attachments)"
+        + (f"; N_small {small.get('docs')} docs ({small.get('expected_in_target')} live to copy)"
+           if small.get('docs') else ''),
+        f"{server}, {meta['cpus']} CPUs, {meta['rounds']} round(s) in a "
         f"rotating order (median; spread = (max - min) / median), "
         f"bench wall time {meta['wall_seconds']:.0f} s"
         + (", --only-scale" if meta.get('only_scale') else ''),
@@ -249,7 +275,8 @@ def table(meta, dataset, figures, goals):
         "the no-delay proxy's for 429s); +index = with the by_doc_type index build the copy depends on; "
         "flight = most requests open at once through the proxy; CPU seconds per wall second of the "
         "server's JavaScript thread (srv JS), of all its threads (srv), of the copying client, of "
-        "the proxy, and of the whole machine with everyone's processes (all; 200% = both cores busy)",
+        "the proxy, and of the whole machine with everyone's processes (all; 200% = both cores busy); "
+        "on CouchDB srv JS is its couchjs processes and srv the Erlang VM with them",
         '',
     ]
     header = (f"{'figure':<{LABEL}}{'time s':>8}{'spread':>7}{'docs/s':>8}{'x':>7}{'+index s':>9}"
@@ -295,12 +322,18 @@ def table(meta, dataset, figures, goals):
                      f"{initial['dump_bytes_per_doc']:.0f} MB per million docs"
                      + (f" (at N_small {small_initial['dump_bytes_per_doc']:.0f} B/doc)"
                         if small_initial.get('dump_bytes') else ''))
+    if initial and figures.get('read_alone') and figures.get('write_alone'):
+        floor = server_minimum(initial, figures['read_alone'], figures['write_alone'])
+        lines.append(f"server minimum: read-alone {floor['read_s']:.1f} s, write-alone "
+                     f"{floor['write_s']:.1f} s; --initial {floor['initial_s']:.1f} s = "
+                     f"{1 / floor['vs_max']:.2f}x the slower one's time, "
+                     f"{1 / floor['vs_sum']:.2f}x their sum")
     readers = figures.get('readers')
     if readers:
-        lines.append(f"read-only commands at N ({initial.get('source_docs')} docs): "
-                     + ', '.join(f"{name} {readers[key]['seconds']:.1f} s" for key, name in (
-                         ('stats_first', '--stats (first, target index cold)'), ('stats', '--stats again'),
-                         ('status', '--status'), ('status_json', '--status --json'))))
+        lines.append(f"read-only commands at N ({initial.get('source_docs')} docs): " + ', '.join(
+            f"{name} {readers[key]['seconds']:.1f} s" + _rss(readers[key]) for key, name in (
+                ('stats_first', '--stats (first, target index cold)'), ('stats', '--stats again'),
+                ('status', '--status'), ('status_json', '--status --json'))))
         queries = readers.get('server_queries')
         if queries:
             parts = [f"{role} {queries[f'{role}_lookup_s']:.2f} s for one row, "
@@ -348,7 +381,9 @@ def table(meta, dataset, figures, goals):
     verified = figures.get('verify')
     if verified:
         lines += ['', f"--verify at N after --initial and --continuous: exit {verified['exit_code']} in "
-                      f"{verified['seconds']:.1f} s: {verified['line']}"
+                      f"{verified['seconds']:.1f} s"
+                      + _rss(verified)
+                      + f": {verified['line']}"
                   + (f" ({verified['error']})" if verified.get('error') else '')]
     limited = figures.get('rate_limited_phases')
     if limited:

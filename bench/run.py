@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Doc type migration bench: ``.venv/bin/python bench/run.py [--quick] [--docs N] [--out PATH]``.
+"""Doc type migration bench: ``.venv/bin/python bench/run.py [--quick] [--docs N] [--server URL|launcher]
+[--out PATH]``.
 
 Starts its own pouchdb-server on a free loopback port with a temporary data
-dir, measures --initial, its peers, --continuous lag and --cleanup on the same
-data, prints a table with PASS/FAIL per goal and writes JSON. The server and
-the temporary files are removed at the end, also on failure or Ctrl-C.
+dir (or measures the CouchDB of ``--server``: a url, or ``launcher`` for
+Apache CouchDB from ../shared/couchdb started for the run), measures
+--initial, its peers, --continuous lag and --cleanup on the same data, prints
+a table with PASS/FAIL per goal and writes JSON. A server it started and the
+temporary files are removed at the end, also on failure or Ctrl-C.
 """
 import sys
 from pathlib import Path
