@@ -5,6 +5,7 @@ said "Cleanup complete" only when it was true, and never named its canary."""
 import subprocess
 import threading
 
+import requests
 from couchdbkit.exceptions import BulkSaveError, ResourceConflict
 
 from corehq.demo.realistic import populate, write_live
@@ -26,15 +27,16 @@ def live_ids(db):
 
 def write_through(n, seed):
     """About ``n`` realistic writes to the source, going on as an application
-    does past a 409: a write retried after a node died had gone through, and
-    the writer reads the docs again (a fresh ``write_live``) and carries on."""
+    does past a 409 (a write retried after a node died had gone through) or
+    a response the dying node cut off: the writer reads the docs again (a
+    fresh ``write_live``) and carries on."""
     written = 0
     for round_ in range(n):
         if written >= n:
             return
         try:
             written += sum(write_live(n=10, seed=seed + round_).values())
-        except (BulkSaveError, ResourceConflict):
+        except (BulkSaveError, ResourceConflict, requests.RequestException):
             written += 1
 
 
