@@ -65,7 +65,7 @@ class LaunchedCouch:
     kind = COUCHDB
 
     def __init__(self, launcher, data_dir, nodes=1):
-        self.launcher = Path(launcher).resolve()  # tests chdir (migration_dbs) before killing a node
+        self.launcher = Path(launcher).resolve()  # a test may chdir (migration_dbs does)
         self.data_dir = Path(data_dir)
         self.nodes = nodes
         self.node_urls = []
