@@ -33,6 +33,7 @@ CUT_OFF = 'the response was cut off'
 STALLED = 'the response stalled past the read timeout'
 INVALID_BODY = 'the response was incomplete or invalid'
 NOT_A_URL = 'not a CouchDB url'
+NODE_DOWN = 'a node of the cluster is down or rejoining (412 nodedown)'
 
 
 class Outcome(NamedTuple):
@@ -64,8 +65,25 @@ _STATUSES = {
     501: Outcome(CouchHTTPError, False),
     505: Outcome(CouchHTTPError, False),
 }
+# Statuses whose meaning is in CouchDB's error, keyed (status, error). A
+# cluster's _changes (a page or a longpoll) answers 412 nodedown "progress
+# not possible" when the node serving a shard range's copy dies mid-request or
+# is still rejoining (seen on CouchDB 3.5, 3 nodes, n=3): the other copies
+# answer the next request. Every other 412 (a database that exists on PUT db,
+# a missing If-Match) is a final answer.
+_ERRORS = {
+    (412, 'nodedown'): Outcome(CouchUnreachable, True, NODE_DOWN),
+}
+# The transport reads the body of these before it decides to retry (urllib3 sees the status only).
+STATUSES_READ_FOR_ERROR = frozenset(status for status, _error in _ERRORS)
+
 _SERVER_TROUBLE = Outcome(CouchUnreachable, True)  # any other 5xx: a busy or restarting cluster
 _OTHER_ANSWER = Outcome(CouchHTTPError, False)  # 400, 409, 412...: an answer, never retried
+# Below 400 is an answer, 202 included: a cluster accepted the write on fewer
+# copies than its write quorum (a node down), so it is durable on at least one
+# copy and the cluster's internal replication brings it to the others. It is
+# a success, as for CouchDB's own replicator: the doc is acknowledged, reads
+# may miss it only until the copies converge, and --verify reads it again.
 
 # Failures of the connection itself, as opposed to answers from CouchDB.
 MID_BODY_ERRORS = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
@@ -89,6 +107,8 @@ def classify(failure, error='', reason='', whole_database=False):
     status = failure
     if status < 400:
         return ANSWERED
+    if (status, error) in _ERRORS:
+        return _ERRORS[status, error]
     if status in (401, 403) and error == 'forbidden':
         return _OTHER_ANSWER
     if status == 404 and (whole_database or 'database' in str(reason).lower() or reason == 'no_db_file'):
@@ -250,11 +270,12 @@ class RetryPolicy(Retry):
     (``for_phase``), which decides when to give up.
 
     Transient is what ``classify`` says: failed connections, responses cut
-    off, 5xx and 429. Everything else (400, 401, 403, 404, 409, 412, 413...)
-    is an answer and is never retried. A Retry-After is honoured up to 5
-    minutes. Every request this client makes is safe to repeat: reads, and
-    writes with new_edits=false or explicit revs, which CouchDB answers
-    idempotently.
+    off, 5xx and 429 (here), and a cluster's 412 nodedown (read from the body
+    by the transport, see STATUSES_READ_FOR_ERROR). Everything else (400,
+    401, 403, 404, 409, another 412, 413...) is an answer and is never
+    retried. A Retry-After is honoured up to 5 minutes. Every request this
+    client makes is safe to repeat: reads, and writes with new_edits=false
+    or explicit revs, which CouchDB answers idempotently.
 
     ``label`` (a url without password) starts the line logged to
     ``corehq.couch`` before each wait; ``server`` (see server_of) is the one

@@ -15,7 +15,7 @@ from corehq.couch.errors import (
     CouchError, CouchHTTPError, CouchNotFound, CouchStopping, CouchUnauthorized, CouchUnreachable,
     DatabaseMissing, RequestTooLarge,
 )
-from corehq.couch.retry import PhaseBudget, RetryPolicy, classify
+from corehq.couch.retry import STATUSES_READ_FOR_ERROR, PhaseBudget, RetryPolicy, classify
 
 DEFAULT_TIMEOUT = (10, 300)
 DEFAULT_PORTS = {'http': 80, 'https': 443}
@@ -162,7 +162,8 @@ class Connection:
         """Send until there is a whole response, under one retry budget.
 
         urllib3 retries what fails before a response arrives (connections,
-        5xx, 429). A body cut off or stalled after that is retried here, and urllib3's
+        5xx, 429). A body cut off or stalled after that, and an answer whose
+        body says it is transient (a cluster's 412 nodedown), are retried here, and urllib3's
         next try goes on from the state it left: one Retry is carried through
         the whole call, so the backoff goes on growing and the call gives up
         once the budget is spent, whichever layer spent it.
@@ -174,13 +175,15 @@ class Connection:
             with adapter.retrying_from(retry):
                 response = self.session.request(**request, stream=True)
             retry = response.raw.retries
-            if stream:
-                return response, None, retry
             try:
-                content = response.content
-                if decode and response.status_code < 400:
-                    return response, deepjson.loads(content), retry
-                return response, None, retry
+                cause = _transient_answer(response)
+                if cause is None:
+                    if stream:
+                        return response, None, retry
+                    content = response.content
+                    if decode and response.status_code < 400:
+                        return response, deepjson.loads(content), retry
+                    return response, None, retry
             except (requests.RequestException, deepjson.JSONDecodeError) as e:
                 outcome = classify(e)
                 if outcome is None or not outcome.transient:
@@ -208,11 +211,7 @@ class Connection:
         return CouchUnreachable(f"Cannot reach {self.display_url}: {outcome.reason}")
 
     def _error_for_status(self, response, method, path, spent):
-        try:
-            payload = response.json()
-            error, reason = payload.get('error', ''), payload.get('reason', '')
-        except ValueError:
-            error, reason = '', response.text[:200]
+        error, reason = couch_error(response)
         where = f"{method} {self.display_url}/{path}".rstrip('/')
         status = response.status_code
         outcome = classify(status, error, reason, whole_database=not path)
@@ -233,6 +232,26 @@ class Connection:
         if outcome.error is CouchNotFound:
             return CouchNotFound(f"{where}: not found ({reason})")
         return CouchHTTPError(f"{where}: {status} {error} {reason}".rstrip(), status)
+
+
+def couch_error(response):
+    """CouchDB's (error, reason) of an error response (the start of the body when it is not JSON)."""
+    try:
+        payload = response.json()
+        return payload.get('error', ''), payload.get('reason', '')
+    except (ValueError, AttributeError):  # not JSON, or JSON but not an object
+        return '', response.text[:200]
+
+
+def _transient_answer(response):
+    """Why to ask again when an answer's body makes it transient (see
+    retry.STATUSES_READ_FOR_ERROR), else None. Reading the body may raise
+    what a body cut off raises, which the caller retries as such."""
+    if response.status_code not in STATUSES_READ_FOR_ERROR:
+        return None
+    error, reason = couch_error(response)
+    outcome = classify(response.status_code, error, reason)
+    return outcome.reason if outcome.transient else None
 
 
 def bool_param(value):

@@ -146,3 +146,14 @@ def test_the_reason_comes_from_the_exception_types_not_their_words():
 @pytest.mark.parametrize('error', [requests.exceptions.InvalidHeader('x'), ValueError('x'), KeyError('x')])
 def test_what_is_not_a_failure_to_reach_couchdb_is_not_classified(error):
     assert classify(error) is None
+
+
+def test_a_cluster_node_down_is_transient_and_every_other_412_final():
+    # CouchDB 3.5's _changes on a 3-node cluster whose node died mid-request or is rejoining
+    outcome = classify(412, error='nodedown', reason='progress not possible')
+    assert (outcome.error, outcome.transient) == (CouchUnreachable, TRANSIENT)
+    assert 'nodedown' in outcome.reason
+    assert classify(412, error='file_exists', reason='The database could not be created').transient is FINAL
+    assert classify(412, error='precondition_failed').transient is FINAL
+    assert 412 not in TRANSIENT_STATUSES  # urllib3 cannot tell them apart: the transport reads the body
+    assert classify(202) == ANSWERED  # accepted by fewer copies than asked: a success
