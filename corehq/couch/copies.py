@@ -13,8 +13,6 @@ server keeps one copy, which cannot lag behind itself.
 """
 import time
 
-from corehq.couch.errors import CouchHTTPError
-
 
 class CopiesUnsettled(Exception):
     """The copies could not be seen to agree within the time allowed."""
@@ -68,11 +66,8 @@ def _replication_state(db):
         return f"{', '.join(down)} down"
     state = {}
     for node in membership['cluster_nodes']:
-        try:
-            system = db.json('GET', f"_node/{node}/_system", server_level=True)
-        except CouchHTTPError as e:
-            if e.status != 412:  # nodedown: it went away since _membership
-                raise
-            return f"{node} down"
+        # a node that died since _membership answers 412 nodedown, retried
+        # under the phase's budget (--give-up-after) until it is back
+        system = db.json('GET', f"_node/{node}/_system", server_level=True)
         state[node] = (system['uptime'], system.get('internal_replication_jobs', 0))
     return state

@@ -64,7 +64,8 @@ def test_a_node_killed_in_the_middle_of_the_cleanup(couch_cluster, migration_dbs
     started = threading.Event()
     with outage(couch_cluster, started, rng, phase_seconds=3.0) as fault:
         started.set()
-        first = attempt(*CLEANUP, '--settle-wait', '5')
+        # a node that stays down until the test brings it back: the cleanup cannot wait for it
+        first = attempt(*CLEANUP, '--settle-wait', '5', '--give-up-after', '30')
     assert fault.error is None
     cleaned_up(source, target, first, seed, lambda: attempt(*CLEANUP))
     settled(target)
