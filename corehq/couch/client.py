@@ -18,6 +18,7 @@ from corehq.couch.retry import classify
 from corehq.couch.transport import Connection, bool_param as _bool
 
 log = logging.getLogger('corehq.couch')
+LEAF_READ_TRIES = 10
 
 
 def doc_path(doc_id):
@@ -194,15 +195,35 @@ class CouchDB(Connection):
             return {}
         if self.copies() == 1 and self.is_pouchdb():
             return {doc_id: found for doc_id in doc_ids if (found := self._open_all(doc_id))}
+        found, unanswered = {}, doc_ids
+        for attempt in range(LEAF_READ_TRIES):
+            if attempt:
+                time.sleep(0.5 * attempt)
+            unanswered, error = self._read_leaves(unanswered, found)
+            if not unanswered:
+                return found
+        raise CouchUnreachable(f"{self.display_url}: {len(unanswered)} docs could not be read from their "
+                               f"copies ({error}), {LEAF_READ_TRIES} times")
+
+    def _read_leaves(self, doc_ids, found):
+        """One ``_bulk_get`` of ``leaves``, into ``found``; returns the ids
+        answered with an error other than not found (a copy that died while
+        it answered: ``nodedown``, ``timeout``), to ask again, and an error."""
         body = {'docs': [{'id': doc_id} for doc_id in doc_ids]}
         params = {'revs': 'true', 'attachments': 'false', 'r': self.copies()}
         result = self.json('POST', '_bulk_get', params=params, body=body)
-        found = {}
+        unanswered, error = [], None
         for entry in result['results']:
+            failed = [item['error'] for item in entry['docs']
+                      if 'error' in item and item['error'].get('error') != 'not_found']
+            if failed:
+                unanswered.append(entry['id'])
+                error = f"{failed[0].get('error')} {failed[0].get('reason', '')}".strip()
+                continue
             docs = [item['ok'] for item in entry['docs'] if 'ok' in item]
             if docs:
-                found.setdefault(entry['id'], []).extend(docs)
-        return found
+                found[entry['id']] = docs
+        return unanswered, error
 
     def _open_all(self, doc_id):
         try:

@@ -8,11 +8,11 @@ import threading
 import requests
 from couchdbkit.exceptions import BulkSaveError, ResourceConflict
 
-from corehq.demo.realistic import populate, write_live
+from corehq.demo.realistic import write_live
 from tests.cluster.faults import NodeOutage, wait_for
 from tests.cluster.migrated import (
     SLUG, assert_canary_never_named, assert_target_holds, attempt, live_migrating_ids, migrated, outage,
-    seeded_rng, settled,
+    populated, seeded_rng, settled,
 )
 from tests.doctypemigrations.helpers import initial_in_subprocess, manage_py, start_migration, visible_trees
 from tests.processes import stop, wait_for_line
@@ -56,7 +56,7 @@ def cleaned_up(source, target, first, seed, rerun):
 
 def test_a_node_killed_in_the_middle_of_the_cleanup(couch_cluster, migration_dbs):
     source, target = migration_dbs
-    summary = migrated()
+    summary = migrated(source)
     settled(source)
     before = visible_trees(source, summary.migrating_ids)
     target_live = live_ids(target)
@@ -84,7 +84,7 @@ def test_cleanup_right_after_a_continuous_that_rode_out_a_node_restart(
     source, target = migration_dbs
     env, cwd = subprocess_env, tmp_path
     rng, seed = seeded_rng()
-    populate(240, seed=seed)
+    populated(source, 240, seed)
     initial_in_subprocess(env, cwd)
     follower = start_migration(env, cwd, '--continuous', stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)

@@ -23,7 +23,7 @@ def test_a_node_killed_in_the_middle_of_delete_doc_conflicts(couch_cluster, migr
     for doc_id in conflicted:
         make_conflicted(source, doc_id, {'doc_type': DOC_TYPES[i % 2] if (i := int(doc_id[11:])) < 30
                                          else 'XFormInstance'})
-    summary = migrated()
+    summary = migrated(source)
     migrating = summary.migrating_ids + conflicted[:30]
     settled(source)
     before = winners(source, migrating + conflicted[30:])

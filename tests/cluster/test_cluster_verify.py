@@ -13,7 +13,8 @@ def counts(output):
 
 
 def test_a_node_killed_in_the_middle_of_verify(couch_cluster, migration_dbs):
-    summary = migrated()
+    source, _target = migration_dbs
+    summary = migrated(source)
     rng, seed = seeded_rng()
     started = threading.Event()
     with outage(couch_cluster, started, rng, phase_seconds=2.0) as fault:
