@@ -18,6 +18,7 @@ from corehq.couch.retry import classify
 from corehq.couch.transport import Connection, bool_param as _bool
 
 log = logging.getLogger('corehq.couch')
+LEAF_READ_TRIES = 10
 
 
 def doc_path(doc_id):
@@ -166,7 +167,81 @@ class CouchDB(Connection):
             if 'value' in row
         }
 
+    # -- reads every copy answers -----------------------------------------
+
+    def copies(self):
+        """How many copies of each document the server keeps: a CouchDB
+        cluster's ``n`` (its db info says), 1 for a single server."""
+        if getattr(self, '_copies', None) is None:
+            self._copies = int(self.info().get('cluster', {}).get('n', 1))
+        return self._copies
+
+    def leaves(self, doc_ids):
+        """{doc id: every leaf of the doc, deleted ones too, each with its body
+        (attachment stubs) and ``_revisions``}, for the ids the db has.
+
+        On a cluster a doc is read from every copy that answers, their
+        revision trees merged (``_bulk_get`` by id with ``r`` = the number of
+        copies: CouchDB waits for each live copy, and a down one does not hold
+        it up): a copy that has not caught up (a node just back) can neither
+        hide a leaf another copy holds nor show a leaf live that another copy
+        has deleted. Every acknowledged write is on a majority of copies, so
+        at least one answering copy has it while no more than one is down.
+        pouchdb-server's ``_bulk_get`` by id answers the winner alone; it is
+        one server, asked doc by doc.
+        """
+        doc_ids = list(dict.fromkeys(doc_ids))
+        if not doc_ids:
+            return {}
+        if self.copies() == 1 and self.is_pouchdb():
+            return {doc_id: found for doc_id in doc_ids if (found := self._open_all(doc_id))}
+        found, unanswered = {}, doc_ids
+        for attempt in range(LEAF_READ_TRIES):
+            if attempt:
+                time.sleep(0.5 * attempt)
+            unanswered, error = self._read_leaves(unanswered, found)
+            if not unanswered:
+                return found
+        raise CouchUnreachable(f"{self.display_url}: {len(unanswered)} docs could not be read from their "
+                               f"copies ({error}), {LEAF_READ_TRIES} times")
+
+    def _read_leaves(self, doc_ids, found):
+        """One ``_bulk_get`` of ``leaves``, into ``found``; returns the ids
+        answered with an error other than not found (a copy that died while
+        it answered: ``nodedown``, ``timeout``), to ask again, and an error."""
+        body = {'docs': [{'id': doc_id} for doc_id in doc_ids]}
+        params = {'revs': 'true', 'attachments': 'false', 'r': self.copies()}
+        result = self.json('POST', '_bulk_get', params=params, body=body)
+        unanswered, error = [], None
+        for entry in result['results']:
+            failed = [item['error'] for item in entry['docs']
+                      if 'error' in item and item['error'].get('error') != 'not_found']
+            if failed:
+                unanswered.append(entry['id'])
+                error = f"{failed[0].get('error')} {failed[0].get('reason', '')}".strip()
+                continue
+            docs = [item['ok'] for item in entry['docs'] if 'ok' in item]
+            if docs:
+                found[entry['id']] = docs
+        return unanswered, error
+
+    def _open_all(self, doc_id):
+        try:
+            return [leaf['ok'] for leaf in self.open_revs(doc_id) if 'ok' in leaf]
+        except CouchNotFound:
+            return []
+
+    def is_pouchdb(self):
+        """Whether the server is pouchdb-server (express-pouchdb), from its welcome."""
+        if getattr(self, '_pouchdb', None) is None:
+            self._pouchdb = 'express-pouchdb' in self.json('GET', server_level=True)
+        return self._pouchdb
+
     def revs_diff(self, revs_by_id):
+        """The revs of each doc the db does not know. On a cluster the answer
+        comes from the first copy that answers for each doc: "known" holds
+        (some copy has the revision), "missing" may come from a copy that
+        has not caught up; ``selection.missing_revs`` asks every copy."""
         if not revs_by_id:
             return {}
         return self.json('POST', '_revs_diff', body=revs_by_id)

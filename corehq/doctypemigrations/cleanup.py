@@ -18,27 +18,33 @@ import time
 import uuid
 from collections import namedtuple
 
+from corehq.couch import copies
 from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
 from corehq.doctypemigrations.errors import CleanupRefused
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.inflight import ordered, parts
-from corehq.doctypemigrations.loader import DocError, delete_revs, live_leaf_revs, write_docs
+from corehq.doctypemigrations.loader import DocError, delete_revs, write_docs
 from corehq.doctypemigrations.models import CLEANED, CLEANING, FOLLOWING
-from corehq.doctypemigrations.selection import migrating_leaves
+from corehq.doctypemigrations.selection import (
+    CANARY_PREFIX, current_winners, live_leaves, live_migrating, migrating_leaves, missing_revs,
+)
 from corehq.doctypemigrations.transfer import copy_revisions
 
-CleanupResult = namedtuple('CleanupResult', 'deleted differing changed copied errors')
+# ``unproven``: why the final pass could not show that nothing else is left (empty: it did)
+CleanupResult = namedtuple('CleanupResult', 'deleted differing changed copied errors unproven')
 
 
 def is_complete(result):
-    return not (result.differing or result.changed or result.errors)
+    return not (result.differing or result.changed or result.errors or result.unproven)
 
 
+# settle_wait: seconds to wait for a cluster's copies to agree before the final pass
 CleanupSettings = namedtuple('CleanupSettings', 'page_size dry_run copy_missing workers canary_wait '
-                                                'attachment_bytes',
-                             defaults=(1000, False, False, 1, 10.0, ATTACHMENT_BUDGET))
+                                                'attachment_bytes settle_wait',
+                             defaults=(1000, False, False, 1, 10.0, ATTACHMENT_BUDGET, 120.0))
+PROOF_ROUNDS = 3
 
 
 def run_cleanup(migrator, source, target, settings=CleanupSettings(), events=None, confirm=lambda: None):
@@ -74,7 +80,7 @@ def refuse_if_copying(source, target, doc_type, canary_wait):
 
 
 def _canary_arrives(source, target, doc_type, wait):
-    doc_id = f"doctype-migration-canary-{uuid.uuid4().hex}"
+    doc_id = f"{CANARY_PREFIX}{uuid.uuid4().hex}"
     # A rev of our own, written as is: a write retried after its answer was
     # lost writes the same revision again, where a plain PUT would get 409.
     rev = f"1-{uuid.uuid4().hex}"
@@ -97,17 +103,19 @@ def clean_up(migrator, source, target, settings=CleanupSettings(), events=None):
     """Delete from the source every migrating doc whose every live leaf the
     target holds, with up to ``settings.workers`` pages in flight; with
     ``copy_missing``, copy what the target lacks first, with at most
-    ``attachment_bytes`` of attachment data in memory at a time."""
+    ``attachment_bytes`` of attachment data in memory at a time. Then, unless
+    a dry run, prove that no migrating doc it did not name is left live."""
     events = events or Events()
-    totals = _sum([])
+    doc_types = migrator.all_doc_types
     copy_budget = settings.attachment_bytes if settings.copy_missing else None
 
     def clean(listed):
         # in smaller parts while the server rate-limits
-        return _sum(_clean_page(source, target, dict(part), settings.dry_run, copy_budget)
+        return _sum(_clean_page(source, target, doc_types, dict(part), settings.dry_run, copy_budget)
                     for part in parts(listed[0], source.budget))
 
-    pages = migrating_leaves(source, migrator.all_doc_types, settings.page_size, events)
+    pages = migrating_leaves(source, doc_types, settings.page_size, events)
+    totals = _sum([])
     events.stage('Cleaning up', unit='docs scanned')
     try:
         for (_leaves, scanned), page in ordered(pages, clean, settings.workers, source.budget):
@@ -115,20 +123,64 @@ def clean_up(migrator, source, target, settings=CleanupSettings(), events=None):
             events.advanced('Cleaning up', scanned)
     finally:
         events.stage_done('Cleaning up')
-    return totals
+    if settings.dry_run:
+        return totals
+    return _prove_none_left(source, doc_types, settings, totals, clean, events)
+
+
+def _prove_none_left(source, doc_types, settings, totals, clean, events):
+    """The last pass, on which "Cleanup complete" rests: no migrating doc the
+    cleanup has not named is live in the source.
+
+    A listing on a cluster takes each shard range from one copy; it holds
+    every live doc only while no copy lags behind the others. So the copies
+    are first seen to agree (``copies.settle``: every node up, each copy
+    asked to push to the others, no internal replication job left), then the
+    by_doc_type view (or the feed) is read brought up to date on each copy
+    that answers; a doc it lists is read again from every copy and cleaned
+    like any other. The listing is read again until one lists nothing new,
+    the copies having agreed all along (``copies.still_settled``: no node
+    went down or restarted meanwhile, nothing left to replicate). Otherwise
+    the result says why it is not proven, and a rerun proves it.
+    """
+    for _round in range(PROOF_ROUNDS):
+        try:
+            snapshot = copies.settle(source, settings.settle_wait)
+        except copies.CopiesUnsettled as e:
+            return totals._replace(unproven=[str(e)])
+        named = set(_named(totals))
+        found = False
+        for leaves, _scanned in migrating_leaves(source, doc_types, settings.page_size, events, fresh=True):
+            left = [(doc_id, revs) for doc_id, revs in leaves if doc_id not in named]
+            if left:
+                found = True
+                totals = _sum([totals, clean((left, len(left)))])
+        if not found and copies.still_settled(source, snapshot):
+            return totals
+    return totals._replace(unproven=[f"migrating docs kept showing up in the source over {PROOF_ROUNDS} "
+                                     f"listings (something still writes them there?)"])
+
+
+def _named(result):
+    return list(result.differing) + list(result.changed) + [e.id for e in result.errors]
 
 
 def _sum(results):
-    totals = CleanupResult(0, [], [], 0, [])
+    totals = CleanupResult(0, [], [], 0, [], [])
     for result in results:
         totals = CleanupResult(*(a + b for a, b in zip(totals, result)))
     return totals
 
 
-def _clean_page(source, target, leaves, dry_run, copy_budget):
-    """``copy_budget``: the attachment bytes to copy the lacking revisions
+def _clean_page(source, target, doc_types, listed, dry_run, copy_budget):
+    """Clean the listed docs (ids: the revs listed are only a hint). Each is
+    read again from every copy first: a doc no longer live, or no longer of
+    the migrating types, is not the cleanup's (a listing from a lagging
+    copy, a feed that delivered it again, the cleanup's own canary).
+    ``copy_budget``: the attachment bytes to copy the lacking revisions
     with, or None not to copy them."""
-    lacking = _lacking_in_target(target, leaves)
+    leaves = live_migrating(source, doc_types, list(listed))
+    lacking = missing_revs(target, leaves)
     copied, errors = 0, []
     if copy_budget is not None and lacking and not dry_run:
         copied_ids, errors = _copy_into_target(source, target, lacking, copy_budget)
@@ -136,24 +188,14 @@ def _clean_page(source, target, leaves, dry_run, copy_budget):
         lacking = {doc_id: revs for doc_id, revs in lacking.items() if doc_id not in copied_ids}
     held = {doc_id: revs for doc_id, revs in leaves.items() if doc_id not in lacking}
     if dry_run:
-        return CleanupResult(len(held), sorted(lacking), [], 0, [])
+        return CleanupResult(len(held), sorted(lacking), [], 0, [], [])
     errors += delete_revs(source, [(doc_id, rev) for doc_id, revs in held.items() for rev in revs])
     changed, live, retry_errors = _confirm_gone(source, target, list(held))
     errors = [e for e in errors + retry_errors if e.id in live or e.id in lacking]
     named = {e.id for e in errors}
     errors += [DocError(doc_id, None, 'still live', 'a live revision is left after its deletion')
                for doc_id in sorted(live - set(changed) - named)]
-    return CleanupResult(len(held) - len(live), sorted(lacking), changed, copied, errors)
-
-
-def _lacking_in_target(target, leaves):
-    """{doc id: the live source revs the target lacks}.
-
-    ``_revs_diff`` answers from the rev trees alone, without the bodies, and
-    says "not missing" for a rev the target has built on since.
-    """
-    missing = target.revs_diff(leaves) if leaves else {}
-    return {doc_id: entry['missing'] for doc_id, entry in missing.items()}
+    return CleanupResult(len(held) - len(live), sorted(lacking), changed, copied, errors, [])
 
 
 def _copy_into_target(source, target, lacking, budget):
@@ -167,23 +209,23 @@ def _copy_into_target(source, target, lacking, budget):
 
 
 def _confirm_gone(source, target, doc_ids):
-    """(docs changed during the cleanup, docs with a live leaf left, errors).
+    """(docs changed during the cleanup, docs with a live leaf left, errors),
+    as every copy holds them.
 
-    A leaf that appeared after the doc was listed (a late writer, a new
+    A leaf that appeared after the doc was read (a late writer, a new
     conflict) is deleted too if the target holds it; otherwise the doc stays
     and is reported as changed during the cleanup.
     """
-    live = _still_live(source, doc_ids)
-    if not live:
+    leaves = _live_leaves(source, doc_ids)
+    if not leaves:
         return [], set(), []
-    leaves = {doc_id: live_leaf_revs(source, doc_id) for doc_id in live}
-    lacking = _lacking_in_target(target, leaves)
+    lacking = missing_revs(target, leaves)
     errors = delete_revs(source, [(doc_id, rev) for doc_id, revs in leaves.items()
                                   if doc_id not in lacking for rev in revs])
-    live = set(_still_live(source, live))
+    live = set(_live_leaves(source, list(leaves)))
     return sorted(live & set(lacking)), live, errors
 
 
-def _still_live(db, doc_ids):
-    live = db.live_ids(doc_ids)
-    return [doc_id for doc_id in doc_ids if doc_id in live]
+def _live_leaves(source, doc_ids):
+    return {doc_id: live_leaves(doc) for doc_id, doc in current_winners(source, doc_ids).items()
+            if not doc.get('_deleted')}

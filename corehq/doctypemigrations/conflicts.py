@@ -4,7 +4,7 @@ from collections import namedtuple
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.loader import delete_revs
-from corehq.doctypemigrations.selection import migrating_leaves
+from corehq.doctypemigrations.selection import live_migrating, migrating_leaves
 
 ConflictResult = namedtuple('ConflictResult', 'docs leaves_deleted errors')
 STAGE = 'Deleting conflicts'
@@ -18,12 +18,18 @@ def run_delete_doc_conflicts(migrator, source, target, page_size=1000, events=No
 
 
 def delete_doc_conflicts(source, doc_types, page_size=1000, events=None):
-    """Delete the losing live leaves of every conflicted doc of ``doc_types``."""
+    """Delete the losing live leaves of every conflicted doc of ``doc_types``.
+
+    Which leaf wins is decided on the doc read again from every copy, never
+    on the listing: a copy that has not caught up could show a leaf winning
+    that has lost since (deleting the real winner would delete the doc)."""
     events = events or Events()
     docs_fixed, leaves, errors = 0, 0, []
     events.stage(STAGE, unit='docs scanned')
     try:
-        for page, scanned in migrating_leaves(source, doc_types, page_size, events):
+        for listed, scanned in migrating_leaves(source, doc_types, page_size, events):
+            conflicted = [doc_id for doc_id, revs in listed if len(revs) > 1]
+            page = live_migrating(source, doc_types, conflicted).items()
             losers = [(doc_id, rev) for doc_id, revs in page for rev in revs[1:]]
             errors.extend(delete_revs(source, losers))
             docs_fixed += sum(len(revs) > 1 for _doc_id, revs in page)

@@ -61,6 +61,92 @@ def changes_of(db, doc_ids):
     return [parse_change(row) for row in page['results']]
 
 
+def reread(db, changes):
+    """``changes`` as every copy holds them now (a doc gone from the db is
+    left out), where a cluster may have listed them from a copy that had not
+    caught up; a single server's feed is its own truth. Each is like the
+    feed's: every leaf, the winner's body with its ``_conflicts``."""
+    if db.copies() == 1 or not changes:
+        return changes
+    return [_change_of(doc_id, leaves) for doc_id, leaves in db.leaves([c.id for c in changes]).items()]
+
+
+def current_winners(db, doc_ids, bodies=True):
+    """{doc id: its winner's body with ``_conflicts``, or a stub (``_id``,
+    ``_rev``, ``_deleted`` if so) for a tombstone or without ``bodies``},
+    for the ids the db has, as the copies agree on them (see
+    ``CouchDB.leaves``)."""
+    if not doc_ids:
+        return {}
+    if db.copies() > 1:
+        return {doc_id: _change_of(doc_id, leaves).doc for doc_id, leaves in db.leaves(doc_ids).items()}
+    rows = db.all_docs(keys=doc_ids, include_docs=bodies, conflicts=bodies)
+    return {row['id']: row.get('doc') or _stub(row) for row in rows if 'value' in row}
+
+
+def live_migrating(db, doc_types, doc_ids):
+    """{doc id: live leaf revs, winner first} of the docs whose winner is
+    live and of ``doc_types`` now, as every copy holds them: what a listing
+    showed (from one copy, or delivered again) is never acted on as is."""
+    winners = current_winners(db, [doc_id for doc_id in doc_ids if is_migrating_id(doc_id)])
+    return {doc_id: live_leaves(doc) for doc_id, doc in winners.items()
+            if not doc.get('_deleted') and is_migrating_type(doc.get('doc_type'), doc_types)}
+
+
+def _stub(row):
+    stub = {'_id': row['id'], '_rev': row['value']['rev']}
+    if row['value'].get('deleted'):
+        stub['_deleted'] = True
+    return stub
+
+
+def _change_of(doc_id, leaves):
+    winner = winning_leaf(leaves)
+    doc = {key: value for key, value in winner.items() if key != '_revisions'}
+    conflicts = [leaf['_rev'] for leaf in leaves if leaf is not winner and not leaf.get('_deleted')]
+    if conflicts:
+        doc['_conflicts'] = conflicts
+    return Change(doc_id, [leaf['_rev'] for leaf in leaves], doc, bool(winner.get('_deleted')), None)
+
+
+def winning_leaf(leaves):
+    """The leaf CouchDB shows: a live one over a deleted one, then the
+    longest branch, then the greater revision id."""
+    return max(leaves, key=lambda leaf: (not leaf.get('_deleted'), *_rev_order(leaf['_rev'])))
+
+
+def _rev_order(rev):
+    """CouchDB keeps a 32-hex-digit revision id as its 16 bytes, and any other
+    as the text itself, and compares those bytes."""
+    generation, rev_id = rev.split('-', 1)
+    try:
+        raw = bytes.fromhex(rev_id) if len(rev_id) == 32 else rev_id.encode()
+    except ValueError:
+        raw = rev_id.encode()
+    return int(generation), raw
+
+
+def missing_revs(db, revs_by_id):
+    """{doc id: the given revs the db holds neither as a leaf nor in a leaf's
+    history}, for the docs missing some. On a cluster ``_revs_diff`` may say
+    "missing" from a copy that has not caught up: what it calls missing is
+    asked again of every copy."""
+    said = {doc_id: entry['missing'] for doc_id, entry in db.revs_diff(revs_by_id).items()
+            if entry.get('missing')}
+    if not said or db.copies() == 1:
+        return said
+    held = db.leaves(said)
+    confirmed = {doc_id: [rev for rev in revs if rev not in known_revs(held.get(doc_id, []))]
+                 for doc_id, revs in said.items()}
+    return {doc_id: revs for doc_id, revs in confirmed.items() if revs}
+
+
+def known_revs(leaves):
+    """Every revision the leaves hold: themselves and their histories."""
+    return {f"{leaf['_revisions']['start'] - i}-{rev_id}"
+            for leaf in leaves for i, rev_id in enumerate(leaf['_revisions']['ids'])}
+
+
 def scan_changes(db, page_size, since=None, conflicts=False, max_bytes=PAGE_BYTES, doc_types=None):
     """Page through the whole ``_changes`` feed with docs.
 
@@ -204,25 +290,37 @@ def _view_page(db, doc_type, after, page_size, stale=False, include_docs=False):
     return rows[:page_size]
 
 
-def migrating_leaves(db, doc_types, page_size, events=None):
+def migrating_leaves(db, doc_types, page_size, events=None, fresh=False):
     """Pages of (doc id, live leaf revs with the winner first) of the docs of
-    ``doc_types``, and how many docs each page scanned.
+    ``doc_types``, and how many docs each page scanned. Design docs and the
+    cleanup's canaries are never listed.
 
     The by_doc_type view holds just those docs. It is brought up to date once
     and then read as it is: a caller that deletes would otherwise have the
     index catch up with its own deletions before every page. A row gone out
     of date since costs nothing worse than a conflict, because deletions name
     exact revs; paging by key is not thrown off by rows that leave the view.
+    ``fresh`` brings the index up to date for every page instead, for a
+    listing that must hold every doc the answering copies hold.
     Without the view, the whole feed is read.
     """
     if has_doc_type_view(db):
         catch_up(db, *BY_DOC_TYPE, events)
-        for changes, _position in scan_doc_type_view(db, doc_types, page_size, stale=True):
-            yield [(c.id, c.leaf_revs) for c in changes], len(changes)
+        for changes, _position in scan_doc_type_view(db, doc_types, page_size, stale=not fresh):
+            yield [(c.id, c.leaf_revs) for c in changes if is_migrating_id(c.id)], len(changes)
         return
     selection = DocTypeSelection(doc_types)
     for changes, _seq in scan_changes(db, page_size, conflicts=True):
         yield [(c.id, live_leaves(c.doc)) for c in changes if selection.wants(c)], len(changes)
+
+
+CANARY_PREFIX = 'doctype-migration-canary-'
+
+
+def is_migrating_id(doc_id):
+    """Design docs belong to the preindex, canaries to the cleanup's check
+    for a running --continuous: neither is ever migrated."""
+    return is_replicated_id(doc_id) and not doc_id.startswith(CANARY_PREFIX)
 
 
 def leaf_pairs(changes):

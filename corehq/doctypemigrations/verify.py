@@ -18,6 +18,8 @@ in the target are the application's, not differences.
 Both databases are streamed page by page; the target is read only before the
 cleanup, for live docs the source never had.
 """
+import hashlib
+import itertools
 from collections import Counter, namedtuple
 
 from corehq.doctypemigrations import claim as claims
@@ -27,7 +29,9 @@ from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
 from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.models import CLEANED, CLEANING
-from corehq.doctypemigrations.selection import DocTypeSelection, feed_length, is_replicated_id, scan_changes
+from corehq.doctypemigrations.selection import (
+    DocTypeSelection, current_winners, feed_length, is_replicated_id, missing_revs, reread, scan_changes,
+)
 
 EQUAL, MISSING, STALE, EXTRA = 'equal', 'missing in target', 'stale', 'extra'
 # Stale in a way that no --continuous will mend (see follower.Divergence).
@@ -68,7 +72,7 @@ def verify(migrator, source, target, phase=states.NEW, page_size=1000, keep=20, 
         checks = [(SOURCE_STAGE, source, scan_changes(source, page_size, conflicts=True),
                    lambda changes: copy_outcomes(source, target, selection, changes, revpos)),
                   (TARGET_STAGE, target, scan_changes(target, page_size),
-                   lambda changes: extra_in_target(source, changes))]
+                   lambda changes: extra_in_target(source, target, changes))]
     events = events or Events()
     for stage, db, pages, check in checks:
         _check_feed(stage, db, pages, check, source.budget, workers, tally, events)
@@ -88,19 +92,33 @@ def is_clean(result):
 
 
 class _Tally:
-    """Counts of each outcome, and the first ``keep`` differing docs."""
+    """The outcome of each doc, counted once however often a feed delivers
+    it (a cluster's feed delivers at least once: after a node leaves or
+    comes back, it may rewind a shard range far back); a doc delivered again
+    is judged by its latest reading. Held by an 8-byte digest of the id (the
+    id itself for the differing ones, which are named): a few dozen bytes per
+    doc."""
 
     def __init__(self, keep):
         self.keep = keep
-        self.counts = Counter()
-        self.differing = []
+        self._outcomes = {}
 
     def record(self, doc_id, outcome):
+        key = int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), 'big')
         if outcome is None:
-            return  # nothing to say: e.g. deleted in both, or never migrating
-        self.counts[outcome] += 1
-        if outcome not in AGREEING and len(self.differing) < self.keep:
-            self.differing.append((doc_id, outcome))
+            # nothing to say: e.g. deleted in both, or never migrating
+            self._outcomes.pop(key, None)
+        else:
+            self._outcomes[key] = outcome if outcome in AGREEING else (outcome, doc_id)
+
+    @property
+    def counts(self):
+        return Counter(value if isinstance(value, str) else value[0] for value in self._outcomes.values())
+
+    @property
+    def differing(self):
+        named = (value for value in self._outcomes.values() if not isinstance(value, str))
+        return [(doc_id, outcome) for outcome, doc_id in itertools.islice(named, self.keep)]
 
 
 def _check_feed(stage, db, pages, check, budget, workers, tally, events):
@@ -111,22 +129,12 @@ def _check_feed(stage, db, pages, check, budget, workers, tally, events):
 
     events.stage(stage, total=lambda: feed_length(db.info()), unit='changes')
     try:
-        previous = set()
         for page, outcomes in ordered(pages, in_parts, workers, budget):
-            for doc_id, outcome in _not_replayed(outcomes, previous):
+            for doc_id, outcome in outcomes:
                 tally.record(doc_id, outcome)
-            previous = {change.id for change in page[0]}
             events.advanced(stage, len(page[0]))
     finally:
         events.stage_done(stage)
-
-
-def _not_replayed(outcomes, previous_page):
-    """A cluster's feed delivers at least once: after a shard moves, a page
-    repeats rows from just before where it was asked to start. Those are
-    counted once, against the page before (which bounds what is kept); a
-    longer rewind would be counted twice, never missed."""
-    return [(doc_id, outcome) for doc_id, outcome in outcomes if doc_id not in previous_page]
 
 
 # -- before the cleanup: the target is a copy ---------------------------------------
@@ -148,14 +156,16 @@ def keeps_revpos(db):
     do); pouchdb-server stores the generation of the revision that carried
     the attachment's data instead, so comparing it there would be a false
     alarm on every doc edited after its attachment was added."""
-    return 'express-pouchdb' not in db.json('GET', server_level=True)
+    return not db.is_pouchdb()
 
 
 def winners_with_conflicts(db, doc_ids, revpos=True):
     """{doc id: summary} for the ids the db has, deleted ones included."""
-    rows = db.all_docs(keys=doc_ids, include_docs=True, conflicts=True) if doc_ids else []
-    return {row['id']: summary(row['value']['rev'], bool(row['value'].get('deleted')), row.get('doc'), revpos)
-            for row in rows if 'value' in row}
+    summaries = {}
+    for doc_id, doc in current_winners(db, doc_ids).items():
+        deleted = bool(doc.get('_deleted'))
+        summaries[doc_id] = summary(doc['_rev'], deleted, None if deleted else doc, revpos)
+    return summaries
 
 
 def _source_summary(change, revpos=True):
@@ -163,6 +173,7 @@ def _source_summary(change, revpos=True):
 
 
 def copy_outcomes(source, target, selection, changes, revpos=True):
+    changes = reread(source, changes)
     in_target = winners_with_conflicts(target, [c.id for c in changes], revpos)
     return [(c.id, copy_outcome(source, target, c, selection.wants(c), in_target.get(c.id), revpos))
             for c in changes]
@@ -204,24 +215,25 @@ def explain_stale(source, target, change, target_summary, revpos=True):
 
 
 def _missing(db, doc_id, revs):
-    return set(db.revs_diff({doc_id: sorted(revs)}).get(doc_id, {}).get('missing', ()))
+    return set(missing_revs(db, {doc_id: sorted(revs)}).get(doc_id, ()))
 
 
-def extra_in_target(source, changes):
+def extra_in_target(source, target, changes):
     """Live target docs the source never had, deleted or not."""
-    live = [c.id for c in changes if not c.deleted]
-    known = {row['key'] for row in source.all_docs(keys=live) if 'value' in row} if live else set()
+    live = [c.id for c in reread(target, changes) if not c.deleted]
+    known = current_winners(source, live, bodies=False)
     return [(doc_id, EXTRA) for doc_id in live if doc_id not in known]
 
 
 # -- once the cleanup has started: what the cleanup promises -------------------------
 
 def cleanup_outcomes(source, target, selection, changes):
+    changes = reread(source, changes)
     deleted = [c for c in changes if c.deleted]
-    in_target = target.winning_revs([c.id for c in deleted]) if deleted else {}
-    held = {c.id: c for c in deleted if c.id in in_target and not in_target[c.id][1]}
+    in_target = current_winners(target, [c.id for c in deleted], bodies=False)
+    held = {c.id: c for c in deleted if c.id in in_target and not in_target[c.id].get('_deleted')}
     uncopied = _deletions_the_target_lacks(source, target, list(held.values()),
-                                           {doc_id: in_target[doc_id][0] for doc_id in held})
+                                           {doc_id: in_target[doc_id]['_rev'] for doc_id in held})
     outcomes = [(c.id, LEFT_IN_SOURCE) for c in changes if selection.wants(c)]
     return outcomes + [(doc_id, DELETED_UNCOPIED if doc_id in uncopied else MOVED) for doc_id in held]
 
@@ -259,7 +271,7 @@ def _missing_pairs(db, pairs):
     revs = {}
     for doc_id, rev in pairs:
         revs.setdefault(doc_id, []).append(rev)
-    return {(doc_id, rev) for doc_id, entry in db.revs_diff(revs).items() for rev in entry.get('missing', ())}
+    return {(doc_id, rev) for doc_id, missing in missing_revs(db, revs).items() for rev in missing}
 
 
 def _parent_rev(revisions):

@@ -64,8 +64,8 @@ def test_from_the_shell_a_number_out_of_range_is_one_line_and_exit_2(subprocess_
 PHASE_FLAGS = {'stats': '--stats', 'initial': '--initial', 'continuous': '--continuous', 'verify': '--verify',
                'cleanup': '--cleanup', 'erase_continuous_progress': '--erase-continuous-progress',
                'status': '--status'}
-VALUES = {'--max-pending': '5', '--canary-wait': '1', '--heartbeat-seconds': '1', '--assume-free-bytes': '9',
-          '--dump-file': 'x.log'}
+VALUES = {'--max-pending': '5', '--canary-wait': '1', '--settle-wait': '1', '--heartbeat-seconds': '1',
+          '--assume-free-bytes': '9', '--dump-file': 'x.log'}
 
 
 @pytest.mark.parametrize('dest', list(PHASE_OPTIONS))

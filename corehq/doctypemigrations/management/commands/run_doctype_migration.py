@@ -38,6 +38,7 @@ PHASE_OPTIONS = {
     'copy_missing': PhaseOption('--copy-missing', 'cleanup', False),
     'interactive': PhaseOption('--noinput', 'cleanup', True),
     'canary_wait': PhaseOption('--canary-wait', 'cleanup', None),
+    'settle_wait': PhaseOption('--settle-wait', 'cleanup', None),
     'until_caught_up': PhaseOption('--until-caught-up', 'continuous', False),
     'heartbeat_seconds': PhaseOption('--heartbeat-seconds', 'continuous', None),
     'keep_dump': PhaseOption('--keep-dump', 'initial', False),
@@ -47,6 +48,7 @@ PHASE_OPTIONS = {
 }
 # The defaults of the options above that default to None (so that giving them is seen).
 OPTION_DEFAULTS = {'max_pending': status.DEFAULT_MAX_PENDING, 'canary_wait': 10.0,
+                   'settle_wait': cleanup.CleanupSettings().settle_wait,
                    'heartbeat_seconds': follower.DEFAULT_SETTINGS.heartbeat_seconds}
 
 
@@ -115,6 +117,10 @@ class Command(BaseCommand):
         parser.add_argument('--canary-wait', type=number(float, 0),
                             help=f"With --cleanup: seconds to watch for a running --continuous "
                                  f"(default {OPTION_DEFAULTS['canary_wait']}).")
+        parser.add_argument('--settle-wait', type=number(float, 0),
+                            help=f"With --cleanup on a cluster: seconds to wait for every node to be "
+                                 f"up and its copies in step before the final check that nothing is "
+                                 f"left (default {OPTION_DEFAULTS['settle_wait']:g}).")
         parser.add_argument('--heartbeat-seconds', type=number(float, 0, above=True),
                             help=f"With --continuous: how often it records that it is alive "
                                  f"(default {OPTION_DEFAULTS['heartbeat_seconds']}).")
@@ -291,7 +297,8 @@ class Command(BaseCommand):
         dry_run = options['dry_run']
         tuning = cleanup.CleanupSettings(page_size=self._page_size(options, 1000), dry_run=dry_run,
                                          copy_missing=options['copy_missing'], workers=options['workers'],
-                                         canary_wait=options['canary_wait'])
+                                         canary_wait=options['canary_wait'],
+                                         settle_wait=options['settle_wait'])
         result = cleanup.run_cleanup(
             migrator, source, target, tuning, events=self._events(migrator),
             confirm=lambda: self._confirm_cleanup(migrator, source, options['interactive']))
@@ -334,6 +341,9 @@ class Command(BaseCommand):
             self._list_ids(result.changed)
         if result.errors:
             self.warn(f"{len(result.errors)} deletions failed:\n{describe_errors(result.errors)}")
+        for reason in result.unproven:
+            self.warn(f"Could not check that no other migrating doc is live in the source: {reason}. "
+                      f"Rerun --cleanup once every node is up and nothing writes to the source.")
 
     def _list_ids(self, doc_ids, limit=50):
         for doc_id in doc_ids[:limit]:
