@@ -67,7 +67,8 @@ def test_couchdb_lists_an_indexer_per_shard_so_progress_is_the_changes_indexed(s
     wait_for_view_index(slow_db, 'slow', 'v', on_progress=seen.append, poll_seconds=0.05)
     shown = [p for p in seen if p.tasks]
     assert shown, seen
-    assert all(0 <= p.changes_done <= p.total_changes <= DOCS + 1 for p in shown), shown
+    # CouchDB's counts are its indexers' estimates: done may pass the total for a moment
+    assert all(p.changes_done >= 0 and 0 < p.total_changes <= DOCS + 1 for p in shown), shown
     assert max(p.changes_done for p in shown) > 0
     assert re.fullmatch(r"slow/v: \d+% \(\d+ of \d+ changes, \d+ indexer tasks?\), \d+ s so far",
                         describe(shown[-1]))
