@@ -81,9 +81,8 @@ def couch_server(tmp_path_factory, request):
     """The run's server (see the module docstring), stopped at the end if the run started it."""
     config = request.config
     if config.getoption('--couchdb-launcher'):
-        server = servers.LaunchedCouch(config.getoption('--couchdb-launcher'),
-                                       tmp_path_factory.mktemp('couchdb'),
-                                       config.getoption('--couchdb-nodes'))
+        launcher, nodes = config.getoption('--couchdb-launcher'), config.getoption('--couchdb-nodes')
+        server = servers.LaunchedCouch(launcher, tmp_path_factory.mktemp('couchdb'), nodes)
     elif config.getoption('--couch-url'):
         server = servers.ExternalCouch(config.getoption('--couch-url'))
     else:

@@ -49,7 +49,10 @@ def wait_for_view_index(db, ddoc, view, on_progress=None, poll_seconds=None, lim
 
     ``on_progress(IndexProgress)`` is called every ``poll_seconds`` (default
     POLL_SECONDS) while the build lasts, never when the index was already up
-    to date. Past ``limit_seconds`` (None: no limit) it raises IndexNotReady.
+    to date, nor before the server has answered anything in the phase (a
+    server not reached yet, e.g. ``https://`` to CouchDB's plain HTTP port,
+    whose TLS handshake only times out, is building nothing we know of: the
+    retry policy says why the phase waits). Past ``limit_seconds`` (None: no limit) it raises IndexNotReady.
     The build's own failures (a missing view, a server that stopped
     answering for the budget of ``db``'s retry policy) are raised as they are.
     """
@@ -63,7 +66,7 @@ def wait_for_view_index(db, ddoc, view, on_progress=None, poll_seconds=None, lim
                 f"{limit_seconds:.0f} s; the server goes on building it, try again later")
         # Asked even when nobody listens: the answer keeps the budget fresh.
         progress = watch.progress(view, build)
-        if on_progress:
+        if on_progress and db.budget.has_answered(db.retry.server):
             on_progress(progress)
     return build.result()
 

@@ -1,15 +1,17 @@
 """Telling a TLS mismatch from a server that is down or busy.
 
-``https://`` to a port that speaks plain HTTP fails every TLS handshake, and
-``http://`` to a TLS port has its requests cut off: to a retry policy both
-look like a server in trouble, and a phase would retry them for minutes.
-When a server's first request fails that way, one probe of the port in the
-other protocol says which it is, and the failure is said as such at once.
+``https://`` to a port that speaks plain HTTP fails every TLS handshake
+(pouchdb-server answers the handshake with an HTTP 400; CouchDB answers
+nothing, so the handshake times out), and ``http://`` to a TLS port has its
+requests cut off: to a retry policy both look like a server in trouble, and a
+phase would retry them for minutes. When a server's first request fails that
+way, one probe of the port in the other protocol says which it is, and the
+failure is said as such at once.
 """
 import socket
 import ssl
 
-from urllib3.exceptions import HTTPError, ProtocolError, SSLError
+from urllib3.exceptions import HTTPError, ProtocolError, SSLError, TimeoutError as Urllib3Timeout
 
 PROBE_TIMEOUT = 5
 
@@ -17,6 +19,10 @@ PROBE_TIMEOUT = 5
 class TLSMismatch(HTTPError):
     """Not worth retrying: the url's scheme is not what the port speaks, or its
     certificate is not trusted. The message is safe to show (no url)."""
+
+
+def _plain_http_port():
+    return TLSMismatch("https:// to a port that speaks plain HTTP, not TLS: use http://")
 
 
 def problem(error, scheme, host, port):
@@ -28,7 +34,13 @@ def problem(error, scheme, host, port):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return TLSMismatch(f"the server's TLS certificate is not trusted ({cause.verify_message})")
         if speaks_plain_http(host, port):
-            return TLSMismatch("https:// to a port that speaks plain HTTP, not TLS: use http://")
+            return _plain_http_port()
+    # A first request can also time out on a busy TLS server, or on a TLS port
+    # that answers plain HTTP too (nginx's 400): only a port that answers plain
+    # HTTP and completes no TLS handshake is a mismatch.
+    if scheme == 'https' and isinstance(error, Urllib3Timeout) \
+            and speaks_plain_http(host, port) and not speaks_tls(host, port):
+        return _plain_http_port()
     if scheme == 'http' and isinstance(error, ProtocolError) and speaks_tls(host, port):
         return TLSMismatch("http:// to a port that speaks TLS: use https://")
     return None

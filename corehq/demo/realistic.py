@@ -34,6 +34,13 @@ plain_deleted_share=0.01, db=None) -> Summary``
     each shape it wrote. It edits docs already in the database (a random
     slice of ``_all_docs``) and docs it creates.
 
+``written_despite_conflicts(write, read, is_conflict, doc, tries=CONFLICT_TRIES)``
+    What an application does when its write meets a 409 (another writer saved
+    the doc first: a user, a task, or after the flip ``--continuous`` copying a
+    newer revision from the source): read the doc again, make its change again
+    on the fresh copy, save again, a bounded number of times. The live writer
+    writes this way, and so do the tests' writers.
+
 ``delete(doc)`` and ``put_attachment(doc, content, name, content_type)``
     couchdbkit's ``Document.delete()`` and ``put_attachment()``, where they
     cannot be used as they are:
@@ -70,6 +77,8 @@ from itertools import count
 from urllib.parse import quote
 
 from couchdbkit import Database
+from couchdbkit.exceptions import ResourceConflict, ResourceNotFound
+from requests import HTTPError
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -106,6 +115,8 @@ LIVE_WEIGHTS = {'created': 20, 'bulk_saved': 5, 'edited': 40, 'soft_deleted': 5,
 # Extra generations after the first save: none for half the docs, up to three.
 EXTRA_GENERATIONS = {0: 50, 1: 30, 2: 15, 3: 5}
 BATCH = 500
+# How many times a write that meets a 409 is made, as an app's save loop makes it.
+CONFLICT_TRIES = 5
 DOMAINS = ('demo-clinic', 'demo-school', 'demo-farm', 'maternal-health', 'wash-survey')
 
 
@@ -192,7 +203,8 @@ def _retry_dropped_connections():
     """pouchdb-server (Node) closes a keep-alive connection after 5 s idle, and
     a request sent as it closes fails (RemoteDisconnected); couchdbkit's
     session retries nothing. Each is sent again: a write that had gone
-    through then fails loudly with a conflict, never silently."""
+    through then meets a conflict, never passes silently (the live writer
+    then makes its change again, see written_despite_conflicts)."""
     retry = Retry(total=3, connect=3, read=2, status=0, other=0, allowed_methods=None, backoff_factor=0.1)
     for session in {id(cls.get_db()._request_session): cls.get_db()._request_session
                     for cls in CLASSES.values()}.values():
@@ -272,6 +284,48 @@ class _Bodies:
 
 
 # ---- the write shapes ----------------------------------------------------------------------------
+
+def written_despite_conflicts(write, read, is_conflict, doc, tries=CONFLICT_TRIES):
+    """``write(doc)``, made again on ``read()``'s fresh copy each time it
+    raises a conflict (``is_conflict(error)``): at most ``tries`` writes, the
+    last conflict raised. Returns what ``write`` returned."""
+    for attempt in range(1, tries + 1):
+        try:
+            return write(doc)
+        except Exception as error:
+            if attempt == tries or not is_conflict(error):
+                raise
+        doc = read()
+
+
+def is_couchdbkit_conflict(error):
+    """A 409, as couchdbkit raises it (``save()``) or lets it through (a DELETE, an attachment PUT)."""
+    return isinstance(error, ResourceConflict) or (
+        isinstance(error, HTTPError) and error.response is not None and error.response.status_code == 409)
+
+
+def read_again(doc):
+    """``doc`` as its database has it now, or None when it is deleted or no
+    longer of a type of this module (retyped by another writer)."""
+    try:
+        fresh = doc.get_db().get(doc._id)
+    except ResourceNotFound:
+        return None
+    cls = CLASSES.get(fresh.get('doc_type'))
+    return cls.wrap(fresh) if cls is not None else None
+
+
+def changed(doc, change):
+    """``change(doc)``, a change that saves the doc, as an app makes it beside
+    other writers (see written_despite_conflicts). Returns the doc as saved,
+    or None when another writer deleted or retyped it meanwhile."""
+    def write(current):
+        if current is None:
+            return None
+        change(current)
+        return current
+    return written_despite_conflicts(write, lambda: read_again(doc), is_couchdbkit_conflict, doc)
+
 
 _etag_is_rev = {}
 
@@ -557,6 +611,20 @@ class _LiveWriter:
         index = self.rng.randrange(len(self.pool))
         return self.pool[index] if keep else self.pool.pop(index)
 
+    def _change(self, change, keep=True):
+        """``change`` made to a doc of the pool, despite other writers (see
+        ``changed``): the pool keeps the doc as saved, or drops one that
+        another writer deleted meanwhile."""
+        doc = self._take(keep)
+        saved = changed(doc, change)
+        if keep:
+            index = next(i for i, pooled in enumerate(self.pool) if pooled is doc)
+            if saved is None:
+                del self.pool[index]
+            else:
+                self.pool[index] = saved
+        return saved
+
     def write(self, shape):
         getattr(self, f"_{shape}")()
 
@@ -571,38 +639,43 @@ class _LiveWriter:
         self.pool += docs
 
     def _edited(self):
-        doc = self._take()
-        self.bodies.edit(doc, int(doc._rev.split('-')[0]) + 1)
-        doc.save()
+        def edit(doc):
+            self.bodies.edit(doc, int(doc._rev.split('-')[0]) + 1)
+            doc.save()
+        self._change(edit)
 
     def _soft_deleted(self):
-        doc = self._take(keep=False)
-        if doc.doc_type == 'XFormInstance':
-            doc.doc_type = 'XFormArchived'
-        else:
-            doc.doc_type = f"{doc.doc_type}-Deleted"
-        doc.save()
+        def soft_delete(doc):
+            doc.doc_type = 'XFormArchived' if doc.doc_type == 'XFormInstance' else f"{doc.doc_type}-Deleted"
+            doc.save()
+        self._change(soft_delete, keep=False)
 
     def _attachment(self):
-        put_attachment(self._take(), self.bodies.attachment(), f"photo{self.rng.randrange(100)}.jpg",
-                       'image/jpeg')
+        content, name = self.bodies.attachment(), f"photo{self.rng.randrange(100)}.jpg"
+        self._change(lambda doc: put_attachment(doc, content, name, 'image/jpeg'))
 
     def _deleted_with_body(self):
-        doc = self._take(keep=False)
-        doc['_deleted'] = True
-        doc.save()
+        def delete_keeping_body(doc):
+            doc['_deleted'] = True
+            doc.save()
+        self._change(delete_keeping_body, keep=False)
 
     def _deleted(self):
-        delete(self._take(keep=False))
+        self._change(delete, keep=False)
 
     def _conflict(self, deleted=False):
         # Out of the pool afterwards: its leaf may no longer win, and pouchdb-server
         # refuses an attachment PUT to a losing leaf (CouchDB takes it).
-        doc = self._take(keep=False)
-        parent = doc._rev
-        self.bodies.edit(doc, int(parent.split('-')[0]) + 1)
-        doc.save()
-        branch = replicated_branch(doc, parent, self.bodies.new_id(), deleted,
+        parents = []
+
+        def edit(doc):
+            parents.append(doc._rev)
+            self.bodies.edit(doc, int(doc._rev.split('-')[0]) + 1)
+            doc.save()
+        doc = self._change(edit, keep=False)
+        if doc is None:
+            return
+        branch = replicated_branch(doc, parents[-1], self.bodies.new_id(), deleted,
                                    with_body=not deleted or self.rng.random() < 0.5)
         save_branches([branch], [doc.get_db()])
 

@@ -7,7 +7,7 @@ gives no ``possible_ancestors``): an attachment whose ``revpos`` is at or
 below the newest ancestor the target already has goes as a stub, so an edit
 of a doc with a large photo does not send the photo again.
 """
-from corehq.couch import doc_path
+from corehq.couch import CouchHTTPError, doc_path
 from corehq.doctypemigrations.attachments import BUDGET, groups, with_inline_data
 from corehq.doctypemigrations.inflight import DEFAULT_WORKERS, ordered
 from corehq.doctypemigrations.loader import write_docs
@@ -36,8 +36,34 @@ def copy_revisions(source, target, pairs, budget=BUDGET, workers=DEFAULT_WORKERS
     held = _newest_held_ancestors(target, [doc for doc in docs if doc.get('_attachments')])
     errors = []
     for group in groups(docs, budget, lambda doc: _bytes_to_send(doc, held)):
-        errors += write_docs(target, _with_attachments_to_send(source, group, held, workers))
+        errors += _write_group(source, target, group, held, workers)
     return docs, errors, gone
+
+
+def _write_group(source, target, group, held, workers):
+    """The group's revisions, their changed attachments with data. A stub the
+    target cannot match sends the revisions again with every attachment's
+    data, as CouchDB's replicator does: CouchDB matches a stub by name and
+    revpos against the ancestor it holds, and gives an attachment written
+    with a doc recreated over a tombstone revpos 1, whatever the doc's
+    generation (so revpos no longer says what the ancestor holds)."""
+    try:
+        errors = write_docs(target, _with_attachments_to_send(source, group, held, workers))
+    except CouchHTTPError as e:  # _bulk_docs refuses the whole batch for one stub
+        if not _missing_stub(e.status, str(e)):
+            raise
+        return write_docs(target, _with_attachments_to_send(source, group, {}, workers))
+    unmatched = {(e.id, e.rev) for e in errors if _missing_stub(e.error, e.reason)}
+    if not unmatched:
+        return errors
+    again = [doc for doc in group if (doc['_id'], doc['_rev']) in unmatched]
+    return [e for e in errors if (e.id, e.rev) not in unmatched] + write_docs(
+        target, _with_attachments_to_send(source, again, {}, workers))
+
+
+def _missing_stub(error, reason):
+    # a 412 of the whole request, or a row's (or a multipart PUT's) error
+    return 'missing_stub' in f"{error} {reason}"
 
 
 def _leaves_by_id(changes):

@@ -4,11 +4,14 @@ import sys
 import uuid
 from io import StringIO
 
+import pytest
 from django.core.management import call_command
 
+from corehq.couch import CouchDB
 from corehq.doctypemigrations.events import Events
 from tests import processes
 from tests.conftest import PROJECT_DIR
+from tests.couchproxy import decode_seq
 
 
 def rev(generation, seed=None):
@@ -126,3 +129,34 @@ class RecordedEvents(Events):
 
     def stage_done(self, name):
         self.stages[name][2] = True
+
+
+class ServerFeed:
+    """A database's changes feed as the server itself has it, past the
+    --couch-proxy (whose replays would count rows from before a seq as after
+    it): the tests' oracle of what comes after a seq, seqs being opaque."""
+
+    def __init__(self, couch_server, couch_url):
+        self.url = couch_server.url
+        self.proxied = couch_url != couch_server.url
+
+    def seq(self, seq):
+        """The server's own seq behind one the proxy made opaque."""
+        return decode_seq(seq) if self.proxied and seq is not None else seq
+
+    def rows_after(self, db, seq):
+        """{doc id: its row} of every doc changed after ``seq`` (None: from the start)."""
+        direct, seq = CouchDB(f"{self.url}/{db.name}"), self.seq(seq)
+        rows = {}
+        while True:
+            page = direct.changes(since=seq, limit=500, include_docs=True)
+            for row in page['results']:
+                rows[row['id']] = row
+            if not page['results']:
+                return rows
+            seq = page['last_seq']
+
+
+@pytest.fixture
+def server_feed(couch_server, couch_url):
+    return ServerFeed(couch_server, couch_url)

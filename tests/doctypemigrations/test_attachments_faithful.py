@@ -7,7 +7,8 @@ doc over the request limit). pouchdb-server does not show what it keeps of
 ``revpos``: it gives an attachment written with its data the revision's
 generation, whatever the request said. So what the client sends is read
 through the proxy, and the rest (digest, length, content_type, the data) on
-the server.
+the server. CouchDB stores a compressible type (text/*) gzipped and digests
+what it stores, so the digest of data sent is the one the server gives it.
 """
 import base64
 import hashlib
@@ -35,7 +36,8 @@ WRITES = r'^(POST /[^/]+/_bulk_docs|PUT )'
 @pytest.fixture
 def recorded(couch_url, db_prefix, settings, db, tmp_path, monkeypatch):
     """users_migration's databases through a proxy that records the writes
-    (in front of the --couch-proxy cluster-like proxy, when it runs)."""
+    (in front of the --couch-proxy cluster-like proxy, when it runs), and the
+    server's Digests."""
     proxy = CouchProxy(couch_url, record_bodies=WRITES).start()
     try:
         helper = CouchSettingsHelper(f"{proxy.url}/{db_prefix}", settings.COUCHDB_APPS, ['users'])
@@ -43,7 +45,9 @@ def recorded(couch_url, db_prefix, settings, db, tmp_path, monkeypatch):
         bind_couchdbkit(helper.get_couchdb_databases())
         monkeypatch.chdir(tmp_path)
         call_command('sync_couch_views', verbosity=0)
-        yield proxy, CouchDB(helper.db_url(None)), CouchDB(helper.db_url('users'))
+        # straight to the server: the proxy records only the migration's writes
+        digests = Digests(CouchDB(f"{couch_url}/{db_prefix}__digests"))
+        yield proxy, CouchDB(helper.db_url(None)), CouchDB(helper.db_url('users')), digests
     finally:
         proxy.stop()
 
@@ -77,22 +81,42 @@ def digest(data):
     return 'md5-' + base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def sent_attachments(proxy):
+class Digests:
+    """The digest the server gives data of a content type, asked by
+    attaching the data to a doc of a scratch database (the test's, deleted
+    with it): pouchdb-server digests the data, CouchDB what it stores (a
+    compressible type gzipped)."""
+
+    def __init__(self, db):
+        self.db = db
+        self.db.create()
+        self.known = {}
+
+    def __call__(self, data, content_type):
+        key = (data, content_type)
+        if key not in self.known:
+            doc_id = f"d{len(self.known)}"
+            self.db.request('PUT', f"{doc_id}/data", body=data, headers={'Content-Type': content_type})
+            self.known[key] = self.db.get(doc_id)['_attachments']['data']['digest']
+        return self.known[key]
+
+
+def sent_attachments(proxy, digests):
     """{(id, rev): {name: (AttachmentSummary, how)}} of every revision
     written with new_edits=false, each attachment as the request carried it
     (how: 'stub', 'inline' or 'part'): the digest and length of data sent
-    are those of the data; a stub is as it was sent."""
+    are those the server gives the data (``digests``); a stub is as it was sent."""
     sent = {}
     for request in proxy.bodies:
         if '/_bulk_docs' in request.line:
             body = deepjson.loads(request.body)
             if body.get('new_edits') is False:
                 for doc in body['docs']:
-                    sent[(doc['_id'], doc['_rev'])] = _as_sent(doc, {})
+                    sent[(doc['_id'], doc['_rev'])] = _as_sent(doc, {}, digests)
         elif 'multipart/related' in request.headers.get('content-type', ''):
             assert 'new_edits=false' in request.line
             doc, parts = multipart(request)
-            sent[(doc['_id'], doc['_rev'])] = _as_sent(doc, parts)
+            sent[(doc['_id'], doc['_rev'])] = _as_sent(doc, parts, digests)
     return sent
 
 
@@ -111,7 +135,7 @@ def multipart(request):
     return doc, files
 
 
-def _as_sent(doc, parts):
+def _as_sent(doc, parts, digests):
     summary = {}
     for name, att in (doc.get('_attachments') or {}).items():
         if att.get('stub'):
@@ -120,7 +144,8 @@ def _as_sent(doc, parts):
             continue
         how = 'part' if att.get('follows') else 'inline'
         data = parts[name] if how == 'part' else base64.b64decode(att['data'])
-        as_sent = AttachmentSummary(att.get('revpos'), digest(data), len(data), att.get('content_type'))
+        as_sent = AttachmentSummary(att.get('revpos'), digests(data, att.get('content_type')), len(data),
+                                    att.get('content_type'))
         summary[name] = (as_sent, how)
     return summary
 
@@ -138,11 +163,11 @@ def without_revpos(summaries):
             for key, atts in summaries.items()}
 
 
-def assert_faithful(proxy, source_summaries, target, expected_data, expected_multipart):
+def assert_faithful(proxy, digests, source_summaries, target, expected_data, expected_multipart):
     """Every revision sent carries each attachment as the source holds it; the
     target holds the same digest, length and content_type (its revpos is
     pouchdb-server's own), and the data."""
-    sent = sent_attachments(proxy)
+    sent = sent_attachments(proxy, digests)
     assert set(expected_data) <= set(sent)
     for key, atts in sent.items():
         assert {name: summary for name, (summary, _how) in atts.items()} == source_summaries[key], key
@@ -157,7 +182,7 @@ def assert_faithful(proxy, source_summaries, target, expected_data, expected_mul
 
 
 def test_attachments_keep_revpos_digest_length_and_content_type_on_every_path(recorded):
-    proxy, source, target = recorded
+    proxy, source, target, digests = recorded
     photo, scan, note = os.urandom(3000), os.urandom(LARGE), b'a note\n' * 100
 
     # --initial: from the dump, inline or (over the request limit) as parts
@@ -171,12 +196,13 @@ def test_attachments_keep_revpos_digest_length_and_content_type_on_every_path(re
     added_then_edited(source, 'i-deep-large', 'scan.pdf', scan, 'application/pdf', form=nested(1000, 'x'))
     expected = leaf_summaries(source, ['i-edited', 'i-two', 'i-large', 'i-deep-large'])
     assert expected[('i-two', source.get('i-two')['_rev'])] == {
-        'note.txt': AttachmentSummary(4, digest(note + b'more\n'), len(note) + 5, 'text/plain'),
+        'note.txt': AttachmentSummary(4, digests(note + b'more\n', 'text/plain'), len(note) + 5,
+                                      'text/plain'),
         'blob.bin': AttachmentSummary(2, digest(photo), len(photo), 'application/octet-stream')}
     proxy.max_request_bytes = REQUEST_LIMIT
     proxy.reset()
     run(SLUG, '--initial')
-    assert_faithful(proxy, expected, target,
+    assert_faithful(proxy, digests, expected, target,
                     {(doc_id, rev): set(atts) for (doc_id, rev), atts in expected.items()},
                     {'i-large', 'i-deep-large'})
     assert target.request('GET', 'i-deep-large/scan.pdf').content == scan
@@ -190,11 +216,11 @@ def test_attachments_keep_revpos_digest_length_and_content_type_on_every_path(re
     proxy.reset()
     run(SLUG, '--continuous', '--until-caught-up')
     latest = {doc_id: source.get(doc_id)['_rev'] for doc_id in ('c-new', 'i-two', 'c-large')}
-    assert_faithful(proxy, expected, target, {
+    assert_faithful(proxy, digests, expected, target, {
         ('c-new', latest['c-new']): {'photo.jpg'},
         ('i-two', latest['i-two']): {'extra.txt'},
         ('c-large', latest['c-large']): {'scan.pdf'}}, {'c-large'})
-    i_edited = sent_attachments(proxy)[('i-edited', source.get('i-edited')['_rev'])]
+    i_edited = sent_attachments(proxy, digests)[('i-edited', source.get('i-edited')['_rev'])]
     assert i_edited['photo.jpg'] == (expected[('i-edited', source.get('i-edited')['_rev'])]['photo.jpg'],
                                      'stub')  # the target had the photo already
 
@@ -208,7 +234,7 @@ def test_attachments_keep_revpos_digest_length_and_content_type_on_every_path(re
     proxy.reset()
     out = run(SLUG, '--cleanup', '--noinput', '--copy-missing', '--canary-wait', '0')
     assert 'Cleanup complete' in out
-    assert_faithful(proxy, expected, target, {
+    assert_faithful(proxy, digests, expected, target, {
         ('k-new', latest['k-new']): {'photo.jpg'},
         ('c-new', latest['c-new']): {'second.png'},
         ('k-large', latest['k-large']): {'scan.pdf'}}, {'k-large'})

@@ -89,7 +89,9 @@ def test_checkpoint_advances_and_a_rerun_resumes_from_it(migration_dbs, feed_rep
     source.put({'_id': 'a', 'doc_type': 'Group'})
     run('user_db_migration', '--continuous', '--until-caught-up')
     second = states.latest_checkpoint(state)
-    assert second != first and second == source.update_seq()
+    # from the checkpoint on, the feed holds nothing new (on CouchDB a feed's seq
+    # is not spelled as the db info's update_seq, so the two are not compared)
+    assert second != first and len(source.changes(since=second)['results']) <= feed_replays
     output = run('user_db_migration', '--continuous', '--until-caught-up')
     # nothing new to read (but what the feed repeats)
     assert 'saved seq' not in output or int(output.split()[1]) <= feed_replays

@@ -86,11 +86,11 @@ def test_a_wrong_server_fails_at_once_even_with_a_long_budget(migration_dbs):
     assert time.monotonic() - started < 10
 
 
-def test_an_idle_feed_is_quiet_and_the_next_write_arrives_at_once(migration_dbs, caplog):
-    source, target = migration_dbs
+def test_an_idle_feed_is_quiet_and_the_next_write_arrives_at_once(migration_dbs, couch_settings, caplog):
     run(SLUG, '--initial')
     budget = PhaseBudget(give_up_after=None)
-    source, target = (CouchDB(db.url, budget=budget) for db in migration_dbs)
+    # the same databases, with the credentials (a CouchDB's url has none)
+    source, target = (CouchDB(couch_settings.db_url(name), budget=budget) for name in (None, 'users'))
     arrived = {}
 
     def write_after_quiet():

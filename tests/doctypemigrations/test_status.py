@@ -28,6 +28,7 @@ from corehq.doctypemigrations.status_text import render_text
 from corehq.doctypemigrations.migrator_instances import users_migration
 from corehq.doctypemigrations.stats import doc_types_total
 from corehq.embedded_couch.server import free_port
+from tests import servers
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import (
     initial_in_subprocess, manage_py, run, start_migration, state_db_ready,
@@ -155,6 +156,8 @@ def test_dumping_interrupted_has_an_eta(dumping):
     assert 'about ' in text and '(from the dump rate)' in text
 
 
+@pytest.mark.pouchdb_only("pouchdb-server reduces at query time, so rows are counted by reading them; "
+                          "CouchDB keeps reduce values")
 def test_what_the_dump_has_left_is_counted_only_up_to_the_cap_on_pouchdb_server(dumping):
     """pouchdb-server counts rows only by reading them: past the cap the status
     says it does not know, rather than make one up."""
@@ -168,11 +171,15 @@ def test_what_the_dump_has_left_is_counted_only_up_to_the_cap_on_pouchdb_server(
     assert 'ETA         unknown: at least 3 left, and this server counts them only by reading' in text
 
 
-def test_a_server_that_keeps_reduce_values_counts_what_the_dump_has_left_at_once(dumping, monkeypatch):
-    """CouchDB's reduce over the rest of the view, asked of the real server as
-    if it kept reduce values (the count is the same, only its cost differs)."""
+def test_a_server_that_keeps_reduce_values_counts_what_the_dump_has_left_at_once(
+        dumping, monkeypatch, couch_kind):
+    """CouchDB's reduce over the rest of the view; on pouchdb-server asked as if
+    it kept reduce values (the count is the same, only its cost differs)."""
     source, left = dumping
-    monkeypatch.setattr(status, 'keeps_reductions', lambda info: True)
+    if couch_kind == servers.POUCHDB:
+        monkeypatch.setattr(status, 'keeps_reductions', lambda info: True)
+    else:
+        assert status.keeps_reductions(source.info())
     report = status.migration_status(users_migration, states.get(SLUG), source, cap=3)
     assert report['dump']['left'] == {'count': left, 'lower_bound': False, 'of': 'view'}
     assert report['eta_seconds'] > 0
@@ -321,35 +328,43 @@ def following(migration_dbs):
     return source, row
 
 
-def test_pending_and_eta_from_the_recent_checkpoints(following, feed_replays):
+def test_pending_and_eta_from_the_recent_checkpoints(following, feed_replays, couch_settings):
     source, row = following
     write_users(source, 'pending', 20)
-    report = status.migration_status(users_migration, row, status.quick_db(source.url))
+    # the source's url with its credentials (source.url has none)
+    report = status.migration_status(users_migration, row, status.quick_db(couch_settings.db_url(None)))
     assert 20 <= report['pending'] <= 20 + feed_replays and not report['pending_lower_bound']
     assert report['rate_per_second'] > 0
     assert report['eta_seconds'] > 0 and report['eta_basis'] == 'checkpoints'
     assert report['attention'] == []
 
 
-def test_pending_beyond_the_cap_is_a_lower_bound(following):
+def test_pending_beyond_the_cap_is_a_lower_bound_unless_the_server_counts(following, couch_kind):
+    """pouchdb-server's feed gives no pending count: the changes are counted by
+    reading them, up to the cap. CouchDB's feed counts them itself, exactly."""
     source, row = following
     write_users(source, 'pending', 5)
     report = status.migration_status(users_migration, row, source, cap=3, max_pending=2)
-    assert report['pending'] == 3 and report['pending_lower_bound'] is True
     assert report['attention'] == ['behind'] and status.exit_code(report) == 1
-    assert report['eta_seconds'] is None
-    assert 'pending     >= 3 changes after the checkpoint' in render_text(report)
+    if couch_kind == servers.POUCHDB:
+        assert report['pending'] == 3 and report['pending_lower_bound'] is True
+        assert report['eta_seconds'] is None
+        assert 'pending     >= 3 changes after the checkpoint' in render_text(report)
+    else:
+        assert report['pending'] == 5 and report['pending_lower_bound'] is False
+        assert 'pending     5 changes after the checkpoint' in render_text(report)
 
 
-def test_the_changes_behind_a_follower_checkpoint_are_counted_on_the_real_server(following, feed_replays):
-    """pouchdb-server's feed gives no ``pending`` (CouchDB's does, and its count
-    is used as is, see below): the status counts the feed's rows after the
-    checkpoint instead, up to the cap."""
+def test_the_changes_behind_a_follower_checkpoint_are_counted_on_the_real_server(
+        following, feed_replays, couch_kind):
+    """pouchdb-server's feed gives no ``pending``: the status counts the feed's
+    rows after the checkpoint instead, up to the cap. CouchDB's does, and its
+    count is used as is."""
     source, row = following
     seq = states.latest_checkpoint(row)
-    # which path this test covers: if the server ever gives ``pending``, it
-    # must cover that one instead
-    assert status.pending_from(source.json('GET', '_changes', params={'since': seq, 'limit': 0})) is None
+    # which path this test covers on this server
+    given = status.pending_from(source.json('GET', '_changes', params={'since': seq, 'limit': 0}))
+    assert given is None if couch_kind == servers.POUCHDB else given == 0
     caught_up, code = status_json()
     assert code == 0 and caught_up['pending'] <= feed_replays
     write_users(source, 'pending', 7)
@@ -359,7 +374,8 @@ def test_the_changes_behind_a_follower_checkpoint_are_counted_on_the_real_server
     assert 'pending     7 changes after the checkpoint' in status_text()[0] or feed_replays
     if not feed_replays:
         assert status.changes_after(source, seq, cap=8) == (7, False)
-        assert status.changes_after(source, seq, cap=7) == (7, True)  # 7 or more: it stopped reading
+        # pouchdb-server: rows read up to the cap (7 or more: it stopped reading); CouchDB: its exact count
+        assert status.changes_after(source, seq, cap=7) == (7, couch_kind == servers.POUCHDB)
 
 
 def test_the_servers_own_pending_count_is_used_when_given():

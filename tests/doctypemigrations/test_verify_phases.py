@@ -266,8 +266,10 @@ def test_after_the_cleanup_a_doc_written_to_the_source_is_left_and_the_hint_clea
     run(SLUG, '--initial')
     run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0')
     save(source, {'_id': 'g-old-code', 'doc_type': 'CommCareUser'})  # old code, after the flip
-    save(source, dict(target.get('g-photo'), _rev=source.all_docs(keys=['g-photo'])[0]['value']['rev'],
-                      _deleted=False))  # a doc the cleanup deleted, written again by old code
+    # a doc the cleanup deleted, written again by old code: created anew (CouchDB refuses an update of
+    # the tombstone's rev), with its attachment's data (no earlier revision has it for a stub to name)
+    photo = target.get('g-photo', attachments='true')
+    save(source, {key: value for key, value in photo.items() if key != '_rev'})
     found = differences()
     assert set(found) == {verify.LEFT_IN_SOURCE}
     assert '--cleanup --copy-missing' in found[verify.LEFT_IN_SOURCE]

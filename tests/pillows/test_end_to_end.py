@@ -14,15 +14,28 @@ import time
 
 import pytest
 
+from corehq.couch.errors import CouchHTTPError
+from corehq.demo.realistic import written_despite_conflicts
 from tests.doctypemigrations.helpers import initial_in_subprocess, manage_py
 from tests.pillows.helpers import start_manage, stop
 
 SLUG = 'user_db_migration'
 
 
+class Conflict(Exception):
+    """A _bulk_docs write the server refused with a conflict."""
+
+
+def is_conflict(error):
+    return isinstance(error, Conflict) or (isinstance(error, CouchHTTPError) and error.status == 409)
+
+
 class Writer(threading.Thread):
     """Creates, renames, deactivates, retypes and deletes users and groups in
-    whichever database ``self.db`` is (the flip swaps it)."""
+    whichever database ``self.db`` is (the flip swaps it). A write that meets a
+    409 is made again on the doc read again, as an app does: after the flip,
+    --continuous may have just copied a newer revision of the doc from the
+    source into the target (see the README's "After the flip")."""
 
     def __init__(self, db, seed):
         super().__init__(daemon=True)
@@ -49,13 +62,18 @@ class Writer(threading.Thread):
         action = self.rng.choice(['edit'] * 5 + ['delete', 'retype', 'brief'])
         if action == 'brief':  # made and deleted at once: --continuous may only ever see its tombstone
             made = db.put({'_id': f"brief{self.writes}", 'doc_type': 'CommCareUser', 'username': 'b'})
-            db.bulk_docs([{'_id': f"brief{self.writes}", '_rev': made['rev'], '_deleted': True}])
+            deleted(db, [{'_id': f"brief{self.writes}", '_rev': made['rev'], '_deleted': True}])
             self.changes += 1
-        elif doc is None:
+            return
+        written_despite_conflicts(lambda current: self.write(db, doc_id, current, action),
+                                  lambda: db.get(doc_id), is_conflict, doc)
+
+    def write(self, db, doc_id, doc, action):
+        if doc is None:
             doc_type = self.rng.choice(['CommCareUser', 'WebUser', 'Group'])
             db.put({'_id': doc_id, 'doc_type': doc_type, 'username': doc_id, 'name': doc_id, 'domain': 'd'})
         elif action == 'delete':
-            db.bulk_docs([{'_id': doc_id, '_rev': doc['_rev'], '_deleted': True}])
+            deleted(db, [{'_id': doc_id, '_rev': doc['_rev'], '_deleted': True}])
         elif action == 'retype':
             db.put(dict(doc, doc_type='CommCareUser-Deleted'))
         else:
@@ -66,6 +84,12 @@ class Writer(threading.Thread):
         self.stopping.set()
         self.join(timeout=30)
         assert self.error is None, self.error
+
+
+def deleted(db, tombstones):
+    """``_bulk_docs`` answers a refusal in its body: a conflict is raised as a PUT's 409 is."""
+    for error in db.bulk_docs(tombstones):
+        raise Conflict(error) if error.get('error') == 'conflict' else AssertionError(error)
 
 
 def wait_for(condition, timeout=180):

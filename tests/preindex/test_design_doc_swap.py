@@ -1,5 +1,6 @@
 """A changed design doc is built under a temporary id and then copied over the
 real one, so its old version keeps answering while the new index builds."""
+import re
 import time
 from io import StringIO
 
@@ -120,7 +121,9 @@ def test_sync_couch_views_shows_progress_of_a_long_build(couch_settings, monkeyp
     stale['views'] = {'old': {'map': 'function (doc) {}'}}
     main.put(stale)
     output = sync_output()
-    assert '_design/users (users): users-tmp/by_username: building' in output
+    # 'building' where the server lists no indexer (pouchdb-server), else the share indexed (CouchDB,
+    # which builds every view of the design doc at once: the first view waited for is named)
+    assert re.search(r"_design/users \(users\): users-tmp/\w+: (building|\d+%)", output), output
     assert '_design/users (users): updated' in output
     assert main.get('_design/users-tmp') is None
     assert len(main.view('users', 'by_username', limit=5)['rows']) == 5
