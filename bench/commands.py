@@ -1,8 +1,11 @@
 """Running ``manage.py`` as the operator would: a process of its own per phase,
 pointed at the bench's server, databases and state file through the environment.
 
-Peak RSS comes from ``wait4``'s rusage of that very child (what ``/usr/bin/time
--v`` reports too), so it is exact and needs no extra dependency.
+Peak RSS is the child's own high-water mark (``VmHWM``), read while it runs:
+``wait4``'s ``ru_maxrss`` (what ``/usr/bin/time -v`` reports) also counts the
+bench's own memory, which the child had as a forked copy until its exec, so a
+bench holding docs in memory (the read-alone figure's) would show in every
+phase's peak. ``ru_maxrss`` stays the answer where no ``VmHWM`` was read.
 """
 import copy
 import itertools
@@ -54,6 +57,7 @@ class Running:
         self.out_path = out_path
         self.err_path = err_path
         self._reaped = None   # (exit code, rusage, seconds) once reaped
+        self._hwm_kb = 0      # the highest VmHWM read (Popen returns after the exec: it is the command's)
 
     def output(self):
         return self.out_path.read_text(errors='replace')
@@ -61,6 +65,7 @@ class Running:
     def poll(self):
         """The exit code, or None while it runs."""
         if self._reaped is None:
+            self._hwm_kb = max(self._hwm_kb, _vm_hwm_kb(self.process.pid))
             pid, status, rusage = os.wait4(self.process.pid, os.WNOHANG)
             if pid:
                 self._reaped = (os.waitstatus_to_exitcode(status), rusage, time.monotonic() - self.started)
@@ -75,7 +80,7 @@ class Running:
                 deadline = None
             time.sleep(0.005)
         code, rusage, seconds = self._reaped
-        return Finished(self.args, seconds, rusage.ru_maxrss / 1024, code,
+        return Finished(self.args, seconds, (self._hwm_kb or rusage.ru_maxrss) / 1024, code,
                         self.output(), self.err_path.read_text(errors='replace'),
                         rusage.ru_utime + rusage.ru_stime)
 
@@ -93,6 +98,14 @@ class Running:
     def _signal(self, signum):
         if self.poll() is None:
             os.kill(self.process.pid, signum)
+
+
+def _vm_hwm_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next((int(line.split()[1]) for line in status if line.startswith('VmHWM:')), 0)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _default_sigint():

@@ -108,6 +108,7 @@ def copy_via_changes(source, target, doc_types, page_size=PAGE_SIZE):
 
 
 FILTER_DDOC = '_design/bench_replication'
+REPLICATION_TIMEOUT_MS = 600_000
 
 
 def filter_design_doc(doc_types):
@@ -137,6 +138,10 @@ def replicate(server, source, target, doc_types, source_url=None, selector=False
     """
     body = {'source': source_url or server.replication_endpoint(source.name),
             'target': server.replication_endpoint(target.name)}
+    if server.is_couchdb():
+        # A filter run on a busy machine can be silent longer than the
+        # default 30 s, and the replication fails (changes_reader_died).
+        body['connection_timeout'] = REPLICATION_TIMEOUT_MS
     if selector:
         body['selector'] = {'doc_type': {'$in': sorted(doc_types)}}
     else:
