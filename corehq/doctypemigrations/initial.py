@@ -16,8 +16,11 @@ removed once the phase is complete, and only then: until the refusals are
 gone it is what they are sent again from. Before a dump starts, its size is
 checked against the free disk (diskcheck).
 """
+import logging
 import os
 from collections import namedtuple
+
+from corehq.couch import copies
 
 from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import diskcheck, dumpfile, state as states
@@ -43,6 +46,11 @@ DEFAULT_SETTINGS = InitialSettings(page_size=1000, batch_bytes=4 * 1024 * 1024, 
 
 InitialResult = namedtuple('InitialResult', 'docs_dumped docs_loaded original_seq missing_revs retried '
                                             'dump_resumed_at load_resumed_at dump_removed')
+
+log = logging.getLogger(__name__)
+
+# Seconds a dump waits for a cluster's copies to agree before it starts.
+SETTLE_WAIT = 120
 
 # View rows are small (an id and its leaf revs) and each read needs the one
 # before it, so a view read covers several fetches: over a slow link that
@@ -86,6 +94,8 @@ def _dump_and_load(state, migrator, source, target, dump_path, settings, events,
     try:
         if state.phase != LOADING:
             dump_resumed_at = None if state.dump_since is None else state.dump_offset
+            if dump_resumed_at is None:
+                _let_the_copies_agree(source)
             missing = _dump(state, migrator, source, dump_path, settings, events,
                             on_recorded=lambda: _follow(state, load, events))
             states.dump_complete(state, source.update_seq())  # bounds what the load copies (see pairs.py)
@@ -157,6 +167,20 @@ def _prepare_dump_file(state, dump_path, header):
 
 
 # -- dump and load ------------------------------------------------------------------
+
+def _let_the_copies_agree(source):
+    """On a cluster, a listing takes each shard range from whichever copy
+    answers first: a copy that lags (its node was down) lacks docs written
+    before the recorded seq, which --continuous, starting from that seq, would
+    not copy either. So the dump starts once the copies agree (see
+    couch.copies), waiting a bounded time: a node down for good must not block
+    the migration, and --verify names any doc a lagging copy kept out."""
+    try:
+        copies.settle(source, SETTLE_WAIT)
+    except copies.CopiesUnsettled as e:
+        log.warning("%s: dumping without the copies in step (%s): run --verify before the flip",
+                    source.display_url, e)
+
 
 def _follow(state, load, events):
     """The dump recorded more: the load may read it; record what it loaded meanwhile."""
