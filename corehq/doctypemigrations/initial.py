@@ -87,8 +87,11 @@ def _dump_and_load(state, migrator, source, target, dump_path, settings, events,
     missing, dump_resumed_at = 0, None
     retried = _retry_refusals(state, target, dump_path)
     load_resumed_at = _unfinished_load(state)
-    load = FollowingLoad(target, dump_path, state.load_position or dumpfile.position(header_end),
-                         settings).start(state.dump_offset)
+    load = FollowingLoad(target, dump_path, state.load_position or dumpfile.position(header_end), settings)
+    # --workers 1 asks for one request at a time: the load then waits for the dump
+    follows = settings.workers > 1
+    if follows:
+        load.start(state.dump_offset)
     events.stage('Loading', total=state.docs_dumped if state.phase == LOADING else None,
                  done=state.docs_loaded)
     try:
@@ -97,8 +100,10 @@ def _dump_and_load(state, migrator, source, target, dump_path, settings, events,
             if dump_resumed_at is None:
                 _let_the_copies_agree(source)
             missing = _dump(state, migrator, source, dump_path, settings, events,
-                            on_recorded=lambda: _follow(state, load, events))
+                            on_recorded=(lambda: _follow(state, load, events)) if follows else (lambda: None))
             states.dump_complete(state, source.update_seq())  # bounds what the load copies (see pairs.py)
+        if not follows:
+            load.start(state.dump_offset)
         load.dump_ended(state.dump_offset)
         for done in load.rest():
             _record_load(state, done, events)
