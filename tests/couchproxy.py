@@ -272,6 +272,11 @@ class CouchProxy:
             if (method is None or m == method.upper()) and (path is None or re.search(path, target))
         )
 
+    def in_flight_at(self, endpoint):
+        """How many requests to ``endpoint`` (see _endpoint) are open now."""
+        with self._lock:
+            return self._in_flight_at.get(endpoint, 0)
+
     def _record(self, request):
         with self._lock:
             self._requests.append((request.method, request.target))

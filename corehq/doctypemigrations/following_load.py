@@ -15,6 +15,7 @@ written from one thread only (a test's transaction, SQLite's single writer).
 import queue
 import threading
 
+from corehq.couch.transport import stop_event
 from corehq.doctypemigrations import dumpfile
 from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.loader import write_raw
@@ -55,10 +56,16 @@ class FollowingLoad:
             self._more.notify()
 
     def stop(self):
-        """No more batches are started; those in flight are left to finish."""
+        """No more batches are started; returns once those in flight are
+        answered, so a phase that ended (or raised) has no write of its own
+        still going on: the operator may drop or inspect the target next.
+        A process told to stop does not wait (see inflight)."""
         with self._more:
             self._stopped = True
             self._more.notify()
+        stopping = stop_event()
+        while self._thread.is_alive() and not stopping.is_set():
+            self._thread.join(timeout=0.2)
 
     def acknowledged(self):
         """The batches acknowledged since the last call, as ((lines, end), errors),
@@ -102,6 +109,8 @@ class FollowingLoad:
                 return
             for lines, end in dumpfile.read_batches(self.dump_path, self._position, self.settings.batch_bytes,
                                                     self.settings.batch_docs, size=dumped):
+                if self._stopped:
+                    return
                 self._position = end
                 yield lines, end
             if ended:

@@ -372,3 +372,21 @@ def test_a_doc_deleted_at_a_page_boundary_does_not_hide_the_next_one(migration_d
     run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, DeleteAtFirstPage())
     assert source.get('p09') is None
     assert [i for i in range(30) if target.get(f"p{i:02}") is None] == []  # p10 most of all
+
+
+def test_an_initial_that_raises_has_no_write_of_its_own_still_in_flight(proxied_dbs):
+    """The load writes from a thread of its own: when --initial ends, even by an
+    error, its writes have been answered, so what the operator does next
+    (drop the target, look at it) meets no late write of this run."""
+    proxy, source, target = proxied_dbs
+    seed(source, n=200)
+    proxy.latency = 0.3
+
+    class DieWhileAWriteIsInFlight(StepHook):
+        def update(self, n=1):
+            if proxy.in_flight_at('_bulk_docs'):
+                raise Killed()
+
+    with pytest.raises(Killed):
+        run_initial(users_migration, source, target, 'dump.log', SMALL_PAGES, DieWhileAWriteIsInFlight())
+    assert proxy.in_flight_at('_bulk_docs') == 0
