@@ -21,17 +21,18 @@ from bench.server import LAUNCHER, bench_server, client_cpu, cpu_meter, sigterm_
 
 DEFAULT_OUT = PROJECT_DIR / 'bench' / 'results' / 'latest.json'
 MAIN_DB, SMALL_DB = 'bench', 'bench_small'
+COLD_DB = f"{MAIN_DB}_cold"  # the main data set without the by_doc_type view
 PEER_DBS = {'raw_view': 'peer_raw_view', 'raw_view_small': 'peer_raw_view_small',
             'raw_changes': 'peer_raw_changes', 'replicate': 'peer_replicate',
             'replicate_mango': 'peer_replicate_mango', 'write_alone': 'peer_write_alone'}
 # The server's minimum and the Mango replication: measured on pouchdb-server
 # only when named with --only (its default run stays what it was).
-NOT_BY_DEFAULT_ON_POUCHDB = {'read_alone', 'write_alone', 'replicate_mango'}
+NOT_BY_DEFAULT_ON_POUCHDB = {'read_alone', 'write_alone', 'replicate_mango', 'initial_cold'}
 # What a run on CouchDB (--server) measures unless --only says otherwise: the
 # copy against the server's own minimum and its own replicator, then every
 # phase's time and peak RSS on the data the last --initial left.
-COUCHDB_DEFAULT = {'initial', 'read_alone', 'write_alone', 'replicate', 'replicate_mango', 'readers',
-                   'verify', 'cleanup'}
+COUCHDB_DEFAULT = {'initial', 'initial_cold', 'read_alone', 'write_alone', 'replicate', 'replicate_mango',
+                   'readers', 'verify', 'cleanup'}
 # Figures that need the smaller data set: it is written only for them.
 NEEDS_SMALL = {'initial_small', 'raw_view_small', 'rate_limited_phases'}
 
@@ -182,6 +183,7 @@ def run_all(args, server, workdir, doc_types, run):
     if datasets is None:
         raise RuntimeError(f"could not write the data set: {run.errors['generate']}")
     dataset, dataset_small = datasets
+    server.db(COLD_DB).delete_if_exists()  # a copy of an earlier run's data set (see _initial_cold)
     figures = {}
     setups = [(big, 'setup_view', dataset)]
     if small_docs:
@@ -301,6 +303,8 @@ def define_copies(args, server, big, small, dataset, dataset_small, doc_types):
             f"{replicator} _replicate with Mango selector",
             peer('replicate_mango', lambda t: peers.replicate(server, source, t, doc_types, selector=True)),
             dataset, None, 'initial'),
+        'initial_cold': Copy('--initial, cold start (no by_doc_type view)',
+                             lambda: _initial_cold(big, server), dataset, None, 'initial'),
         'read_alone': Copy('read-alone: _bulk_get of the leaves', lambda: _read_alone(leaves), dataset,
                            None, 'initial'),
         'write_alone': Copy('write-alone: _bulk_docs new_edits=false',
@@ -350,10 +354,12 @@ def measure_copies(args, copies, figures, run):
     return result
 
 
-def _initial(project, server, *extra, keep_dump=False, via=None):
+def _initial(project, server, *extra, keep_dump=False, via=None, prepare=lambda: None):
     """A first --initial into an empty target. ``via`` is a proxy's url the
-    migrator reaches both databases through; the setup goes direct."""
+    migrator reaches both databases through; the setup goes direct, then
+    ``prepare()``."""
     migration.prepare_fresh_run(project, server)
+    prepare()
     measured = project.via(via) if via else project
     with cpu_meter() as cpu:
         result = migration.run_initial(measured, *extra, *(('--keep-dump',) if keep_dump else ()))
@@ -363,6 +369,24 @@ def _initial(project, server, *extra, keep_dump=False, via=None):
         sample['dump_bytes'] = project.dump_path.stat().st_size
         project.dump_path.unlink()
     return sample
+
+
+def _initial_cold(big, server):
+    """A first --initial from a source that has no by_doc_type view (the first
+    migration of a big database): a copy of the main data set, made once by
+    the server's own replication (not timed), whose view is never built."""
+    cold = Project(big.workdir.parent, server.url, COLD_DB, 'cold')
+    if COLD_DB not in server.all_dbs():
+        server.json('POST', '_replicate', body={'source': server.replication_endpoint(MAIN_DB),
+                                                'target': server.replication_endpoint(COLD_DB),
+                                                'create_target': True}, timeout=3600)
+    return _initial(cold, server, prepare=lambda: _drop_doc_type_view(server.db(COLD_DB)))
+
+
+def _drop_doc_type_view(db):
+    ddoc = db.get('_design/all_docs')
+    if ddoc is not None:
+        db.json('DELETE', '_design/all_docs', params={'rev': ddoc['_rev']})
 
 
 def _peer(server, name, copy, design_docs):

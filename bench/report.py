@@ -23,6 +23,9 @@ RATE_LIMITED_VS_FREE = 0.5
 # Issue 12: the scale run.
 THROUGHPUT_DROP = 0.15
 READER_SECONDS = 10.0
+VERIFY_VS_INITIAL = 2.0   # issue 24
+CLEANUP_VS_INITIAL = 1.5  # issue 24
+COLD_VS_SELECTOR = 1.5    # issue 24
 
 
 @dataclass
@@ -128,12 +131,29 @@ def targets(figures, args=None):
         goal(f"initial vs faster raw copy loop{suffix}", target, ['initial', 'raw_view', 'raw_changes'],
              vs_raw)
 
+    # Issue 24: the first migration of a database without the by_doc_type view.
+    ratio_goal("initial cold start (no view) vs _replicate with Mango selector", 'initial_cold',
+               'replicate_mango', COLD_VS_SELECTOR)
+
     # The server's own minimum: no goal yet, the figure to steer by on CouchDB.
     alone = ['initial', 'read_alone', 'write_alone']
     goal("initial vs the slower of read-alone, write-alone", 'reference', alone,
          lambda i, r, w: (f"{server_minimum(i, r, w)['vs_max']:.2f}x", None))
     goal("initial vs read-alone + write-alone", 'reference', alone,
          lambda i, r, w: (f"{server_minimum(i, r, w)['vs_sum']:.2f}x", None))
+
+    # Issue 24: the phases after the copy, against the copy itself (the same data, one run).
+    def phase_vs_initial(most):
+        def measure(phase, initial):
+            ratio = phase['seconds'] / initial['seconds']
+            return f"{ratio:.2f}x ({phase['seconds']:.1f} vs {initial['seconds']:.1f} s)", ratio <= most
+        return measure
+    goal("--verify time vs --initial", f"<= {VERIFY_VS_INITIAL:g}x", ['verify', 'initial'],
+         phase_vs_initial(VERIFY_VS_INITIAL))
+    goal("--cleanup time vs --initial (index current, --canary-wait 0)", f"<= {CLEANUP_VS_INITIAL:g}x",
+         ['cleanup', 'initial'], lambda c, i: phase_vs_initial(CLEANUP_VS_INITIAL)(c['bare'], i))
+    goal("--cleanup time vs --initial (as run: canary wait, index catch-up)", 'reference',
+         ['cleanup', 'initial'], lambda c, i: (phase_vs_initial(CLEANUP_VS_INITIAL)(c['full'], i)[0], None))
 
     def lag(continuous):
         text = f"{continuous['p95']:.3f} s"
@@ -250,10 +270,9 @@ def _pct(value, width):
 
 
 SETUP_ROWS = ('setup_view', 'setup_view_small')
-COPY_ROWS = ('initial', 'initial_small', 'initial_w1', 'read_alone', 'write_alone', 'raw_view',
-             'raw_view_small', 'raw_changes', 'replicate', 'replicate_mango', 'proxy_initial', 'link_initial',
-             'link_initial_w1', 'link_raw', 'link_replicate',
-             'rl_initial')
+COPY_ROWS = ('initial', 'initial_small', 'initial_w1', 'initial_cold', 'read_alone', 'write_alone',
+             'raw_view', 'raw_view_small', 'raw_changes', 'replicate', 'replicate_mango', 'proxy_initial',
+             'link_initial', 'link_initial_w1', 'link_raw', 'link_replicate', 'rl_initial')
 LABEL = 46
 
 

@@ -71,14 +71,30 @@ def reread(db, changes):
     return [_change_of(doc_id, leaves) for doc_id, leaves in db.leaves([c.id for c in changes]).items()]
 
 
+def current_changes(db, doc_ids):
+    """The change of each doc the db has, as the feed shows it (every leaf,
+    the winner's body with ``_conflicts``), as every copy holds it."""
+    if _reads_leaves_by_id(db):
+        return [_change_of(doc_id, leaves) for doc_id, leaves in db.leaves(doc_ids).items()]
+    return changes_of(db, doc_ids)
+
+
+def _reads_leaves_by_id(db):
+    """CouchDB (and Cloudant) answer ``_bulk_get`` by id with every leaf, as
+    every copy holds them (see ``CouchDB.leaves``), and sooner than
+    ``_all_docs`` with keys; pouchdb-server answers the winner alone."""
+    return not db.is_pouchdb()
+
+
 def current_winners(db, doc_ids, bodies=True):
-    """{doc id: its winner's body with ``_conflicts``, or a stub (``_id``,
-    ``_rev``, ``_deleted`` if so) for a tombstone or without ``bodies``},
-    for the ids the db has, as the copies agree on them (see
-    ``CouchDB.leaves``)."""
+    """{doc id: its winner's body with ``_conflicts``}, for the ids the db
+    has, as the copies agree on them (see ``CouchDB.leaves``). A tombstone
+    (which may have kept its body) has ``_deleted``; on pouchdb-server, a
+    tombstone and, without ``bodies``, every doc is a stub (``_id``,
+    ``_rev``, ``_deleted`` if so)."""
     if not doc_ids:
         return {}
-    if db.copies() > 1:
+    if _reads_leaves_by_id(db):
         return {doc_id: _change_of(doc_id, leaves).doc for doc_id, leaves in db.leaves(doc_ids).items()}
     rows = db.all_docs(keys=doc_ids, include_docs=bodies, conflicts=bodies)
     return {row['id']: row.get('doc') or _stub(row) for row in rows if 'value' in row}
@@ -147,7 +163,8 @@ def known_revs(leaves):
             for leaf in leaves for i, rev_id in enumerate(leaf['_revisions']['ids'])}
 
 
-def scan_changes(db, page_size, since=None, conflicts=False, max_bytes=PAGE_BYTES, doc_types=None):
+def scan_changes(db, page_size, since=None, conflicts=False, max_bytes=PAGE_BYTES, doc_types=None,
+                 include_docs=True):
     """Page through the whole ``_changes`` feed with docs.
 
     Yields (changes, last_seq) per page; resuming from a yielded last_seq
@@ -155,13 +172,15 @@ def scan_changes(db, page_size, since=None, conflicts=False, max_bytes=PAGE_BYTE
     written later is the continuous phase's job. Pages carry the docs: they
     are smaller while the server rate-limits, and hold about ``max_bytes``
     of docs at most (see SizesByBytes; None: ``page_size`` rows whatever
-    their size).
+    their size). ``include_docs=False`` reads ids, leaves and deleted states
+    only, in pages of ``page_size`` rows.
 
     Given ``doc_types`` (where ``filters_by_selector``), the server keeps only
     the docs whose winning revision is of those types, and each change's
     leaves are the winner and its live conflicts, as the by_doc_type view's.
     """
-    sizes = SizesByBytes(page_size, max_bytes) if max_bytes else lambda: page_size
+    # rows without docs are small whatever the docs' size
+    sizes = SizesByBytes(page_size, max_bytes) if max_bytes and include_docs else lambda: page_size
     params = {'conflicts': 'true'} if conflicts else {}
     body = None
     if doc_types is not None:
@@ -171,10 +190,10 @@ def scan_changes(db, page_size, since=None, conflicts=False, max_bytes=PAGE_BYTE
         body = {'selector': {'doc_type': {'$in': sorted(doc_types)}}}
     while True:
         limit = max(1, scaled(sizes(), db.budget))
-        page = db.changes(since=since, limit=limit, include_docs=True, body=body, **params)
+        page = db.changes(since=since, limit=limit, include_docs=include_docs, body=body, **params)
         results = page['results']
         since = page['last_seq']
-        if max_bytes:
+        if isinstance(sizes, SizesByBytes):
             sizes.saw(len(deepjson.dumps([row.get('doc') for row in results])), len(results))
         changes = [parse_change(row) for row in results]
         if doc_types is not None:

@@ -15,13 +15,19 @@ the source deleted while the target holds it live, the target holds the
 revision the source deleted (so nothing the source had was lost). New docs
 in the target are the application's, not differences.
 
-Both databases are streamed page by page; the target is read only before the
-cleanup, for live docs the source never had.
+Both databases are streamed page by page. Before the cleanup the source's
+feed gives the migrating docs (filtered by the server where it can, see
+``source_feed``), each compared with its copy; the target's feed, read
+without bodies, gives the live docs that comparison did not cover (the
+source deleted them, changed their type or never had them), each then read
+from both sides.
 """
 import hashlib
 import itertools
+import logging
 from collections import Counter, namedtuple
 
+from corehq.couch import copies
 from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import attachment_summary
@@ -30,8 +36,11 @@ from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET
 from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.models import CLEANED, CLEANING
 from corehq.doctypemigrations.selection import (
-    DocTypeSelection, current_winners, feed_length, is_replicated_id, missing_revs, reread, scan_changes,
+    DocTypeSelection, current_changes, current_winners, feed_length, filters_by_selector, is_replicated_id,
+    missing_revs, reread, scan_changes,
 )
+
+log = logging.getLogger(__name__)
 
 EQUAL, MISSING, STALE, EXTRA = 'equal', 'missing in target', 'stale', 'extra'
 # Stale in a way that no --continuous will mend (see follower.Divergence).
@@ -50,6 +59,8 @@ AGREEING = {EQUAL, MOVED}
 
 VerifyResult = namedtuple('VerifyResult', 'phase counts differing follower_running', defaults=(False,))
 SOURCE_STAGE, TARGET_STAGE = 'Verifying the source', 'Verifying the target'
+# seconds a cluster's copies may take to agree before the source feed is filtered
+SETTLE_WAIT = 30
 
 
 def run_verify(migrator, source, target, page_size=1000, keep=20, workers=1, events=None):
@@ -65,18 +76,50 @@ def verify(migrator, source, target, phase=states.NEW, page_size=1000, keep=20, 
     selection = DocTypeSelection(migrator.all_doc_types)
     tally = _Tally(keep)
     if is_after_cleanup_started(phase):
-        checks = [(SOURCE_STAGE, source, scan_changes(source, page_size),
+        checks = [(SOURCE_STAGE, scan_changes(source, page_size), _feed_total(source),
                    lambda changes: cleanup_outcomes(source, target, selection, changes))]
     else:
         revpos = keeps_revpos(target)
-        checks = [(SOURCE_STAGE, source, scan_changes(source, page_size, conflicts=True),
+        pages, total = source_feed(source, selection.doc_types, page_size)
+        checks = [(SOURCE_STAGE, pages, total,
                    lambda changes: copy_outcomes(source, target, selection, changes, revpos)),
-                  (TARGET_STAGE, target, scan_changes(target, page_size),
-                   lambda changes: extra_in_target(source, target, changes))]
+                  (TARGET_STAGE, scan_changes(target, page_size, include_docs=False),
+                   _feed_total(target),
+                   lambda changes: uncovered_in_target(source, target, selection, changes, tally.judged,
+                                                       revpos))]
     events = events or Events()
-    for stage, db, pages, check in checks:
-        _check_feed(stage, db, pages, check, source.budget, workers, tally, events)
+    for stage, pages, total, check in checks:
+        _check_feed(stage, pages, total, check, source.budget, workers, tally, events)
     return VerifyResult(phase, tally.counts, tally.differing)
+
+
+def source_feed(source, doc_types, page_size):
+    """(pages of the source's feed, its length or None) for the copy check,
+    which needs the migrating docs (and judges only those).
+
+    A server that filters by a Mango selector sends only them: a fraction of
+    the database. A cluster's filtered feed takes each shard range from one
+    copy, which would leave out a doc a lagging copy has of another type, so
+    it is filtered only once the copies agree; otherwise, and on a server that
+    cannot filter, the whole feed is read and the docs are filtered here."""
+    if filters_by_selector(source) and _copies_agree(source):
+        return scan_changes(source, page_size, conflicts=True, doc_types=doc_types), None
+    return scan_changes(source, page_size, conflicts=True), _feed_total(source)
+
+
+def _copies_agree(db):
+    if db.copies() == 1:
+        return True
+    try:
+        copies.settle(db, SETTLE_WAIT)
+    except copies.CopiesUnsettled as e:
+        log.warning("%s: reading the whole feed, the copies are not in step (%s)", db.display_url, e)
+        return False
+    return True
+
+
+def _feed_total(db):
+    return lambda: feed_length(db.info())
 
 
 def is_after_cleanup_started(phase):
@@ -104,12 +147,17 @@ class _Tally:
         self._outcomes = {}
 
     def record(self, doc_id, outcome):
-        key = int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), 'big')
+        key = _key(doc_id)
         if outcome is None:
             # nothing to say: e.g. deleted in both, or never migrating
             self._outcomes.pop(key, None)
         else:
             self._outcomes[key] = outcome if outcome in AGREEING else (outcome, doc_id)
+
+    def judged(self, doc_id):
+        """Whether the doc has an outcome (a read from another thread is safe:
+        one dict lookup)."""
+        return _key(doc_id) in self._outcomes
 
     @property
     def counts(self):
@@ -121,13 +169,17 @@ class _Tally:
         return [(doc_id, outcome) for outcome, doc_id in itertools.islice(named, self.keep)]
 
 
-def _check_feed(stage, db, pages, check, budget, workers, tally, events):
+def _key(doc_id):
+    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), 'big')
+
+
+def _check_feed(stage, pages, total, check, budget, workers, tally, events):
     def in_parts(page):
         # a page is checked in smaller parts while the server rate-limits
         changes = [c for c in page[0] if is_replicated_id(c.id)]
         return [outcome for part in parts(changes, budget) for outcome in check(part)]
 
-    events.stage(stage, total=lambda: feed_length(db.info()), unit='changes')
+    events.stage(stage, total=total, unit='changes')
     try:
         for page, outcomes in ordered(pages, in_parts, workers, budget):
             for doc_id, outcome in outcomes:
@@ -173,7 +225,12 @@ def _source_summary(change, revpos=True):
 
 
 def copy_outcomes(source, target, selection, changes, revpos=True):
-    changes = reread(source, changes)
+    """The outcome of each migrating doc of the source's feed page."""
+    wanted = [c for c in reread(source, changes) if selection.wants(c)]
+    return _compared(source, target, selection, wanted, revpos)
+
+
+def _compared(source, target, selection, changes, revpos):
     in_target = winners_with_conflicts(target, [c.id for c in changes], revpos)
     return [(c.id, copy_outcome(source, target, c, selection.wants(c), in_target.get(c.id), revpos))
             for c in changes]
@@ -218,11 +275,18 @@ def _missing(db, doc_id, revs):
     return set(missing_revs(db, {doc_id: sorted(revs)}).get(doc_id, ()))
 
 
-def extra_in_target(source, target, changes):
-    """Live target docs the source never had, deleted or not."""
-    live = [c.id for c in reread(target, changes) if not c.deleted]
-    known = current_winners(source, live, bodies=False)
-    return [(doc_id, EXTRA) for doc_id in live if doc_id not in known]
+def uncovered_in_target(source, target, selection, changes, judged, revpos=True):
+    """The live target docs the source stage left out (``judged`` says which
+    it judged): EXTRA where the source never had them, otherwise compared as
+    the source holds them now (STALE where it deleted them or changed their
+    type: the target must not hold them live)."""
+    live = [c.id for c in reread(target, [c for c in changes if not judged(c.id)]) if not c.deleted]
+    if not live:
+        return []
+    in_source = current_changes(source, live)
+    held = {c.id for c in in_source}
+    return [(doc_id, EXTRA) for doc_id in live if doc_id not in held] + \
+        _compared(source, target, selection, in_source, revpos)
 
 
 # -- once the cleanup has started: what the cleanup promises -------------------------
