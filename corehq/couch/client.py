@@ -202,6 +202,9 @@ class CouchDB(Connection):
             unanswered, error = self._read_leaves(unanswered, found)
             if not unanswered:
                 return found
+            # said, so that a phase waiting on a copy that does not answer is not silent
+            log.warning("%s: %d docs not read from every copy (%s); asking again", self.display_url,
+                        len(unanswered), error)
         raise CouchUnreachable(f"{self.display_url}: {len(unanswered)} docs could not be read from their "
                                f"copies ({error}), {LEAF_READ_TRIES} times")
 
