@@ -47,6 +47,17 @@ def settle(db, max_wait, poll=0.5):
         time.sleep(poll)
 
 
+def why_unsettled(db, max_wait):
+    """None once the copies of ``db`` agree (``settle``, waiting at most
+    ``max_wait``), else why they could not be seen to: for a caller that
+    goes on either way, choosing how."""
+    try:
+        settle(db, max_wait)
+    except CopiesUnsettled as e:
+        return str(e)
+    return None
+
+
 def still_settled(db, snapshot):
     """Whether the copies agreed all along since ``snapshot`` was taken."""
     if db.copies() == 1:

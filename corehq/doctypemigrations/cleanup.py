@@ -227,7 +227,8 @@ def _confirm_gone(source, target, doc_ids):
 
 
 def _live_leaves(source, doc_ids):
-    # most are deleted by now: which are not is asked first, without bodies
+    # most are deleted by now: which are not is asked first (without bodies
+    # where the server can answer so), then only those are read whole
     live = [doc_id for doc_id, doc in current_winners(source, doc_ids, bodies=False).items()
             if not doc.get('_deleted')]
     return {doc_id: live_leaves(doc) for doc_id, doc in current_winners(source, live).items()

@@ -180,11 +180,10 @@ def _let_the_copies_agree(source):
     not copy either. So the dump starts once the copies agree (see
     couch.copies), waiting a bounded time: a node down for good must not block
     the migration, and --verify names any doc a lagging copy kept out."""
-    try:
-        copies.settle(source, SETTLE_WAIT)
-    except copies.CopiesUnsettled as e:
+    unsettled = copies.why_unsettled(source, SETTLE_WAIT)
+    if unsettled:
         log.warning("%s: dumping without the copies in step (%s): run --verify before the flip",
-                    source.display_url, e)
+                    source.display_url, unsettled)
 
 
 def _follow(state, load, events):

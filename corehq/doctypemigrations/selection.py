@@ -68,15 +68,19 @@ def reread(db, changes):
     feed's: every leaf, the winner's body with its ``_conflicts``."""
     if db.copies() == 1 or not changes:
         return changes
-    return [_change_of(doc_id, leaves) for doc_id, leaves in db.leaves([c.id for c in changes]).items()]
+    return _changes_from_leaves(db, [c.id for c in changes])
 
 
 def current_changes(db, doc_ids):
     """The change of each doc the db has, as the feed shows it (every leaf,
     the winner's body with ``_conflicts``), as every copy holds it."""
     if _reads_leaves_by_id(db):
-        return [_change_of(doc_id, leaves) for doc_id, leaves in db.leaves(doc_ids).items()]
+        return _changes_from_leaves(db, doc_ids)
     return changes_of(db, doc_ids)
+
+
+def _changes_from_leaves(db, doc_ids):
+    return [_change_of(doc_id, leaves) for doc_id, leaves in db.leaves(doc_ids).items()]
 
 
 def _reads_leaves_by_id(db):
@@ -95,7 +99,7 @@ def current_winners(db, doc_ids, bodies=True):
     if not doc_ids:
         return {}
     if _reads_leaves_by_id(db):
-        return {doc_id: _change_of(doc_id, leaves).doc for doc_id, leaves in db.leaves(doc_ids).items()}
+        return {change.id: change.doc for change in _changes_from_leaves(db, doc_ids)}
     rows = db.all_docs(keys=doc_ids, include_docs=bodies, conflicts=bodies)
     return {row['id']: row.get('doc') or _stub(row) for row in rows if 'value' in row}
 

@@ -108,14 +108,10 @@ def source_feed(source, doc_types, page_size):
 
 
 def _copies_agree(db):
-    if db.copies() == 1:
-        return True
-    try:
-        copies.settle(db, SETTLE_WAIT)
-    except copies.CopiesUnsettled as e:
-        log.warning("%s: reading the whole feed, the copies are not in step (%s)", db.display_url, e)
-        return False
-    return True
+    unsettled = copies.why_unsettled(db, SETTLE_WAIT)
+    if unsettled:
+        log.warning("%s: reading the whole feed, the copies are not in step (%s)", db.display_url, unsettled)
+    return not unsettled
 
 
 def _feed_total(db):
