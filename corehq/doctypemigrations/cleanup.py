@@ -16,6 +16,7 @@ starts beside it, and none may be running when it starts.
 """
 import time
 import uuid
+from array import array
 from collections import namedtuple
 
 from corehq.couch import copies
@@ -24,6 +25,7 @@ from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
 from corehq.doctypemigrations.errors import CleanupRefused
 from corehq.doctypemigrations.events import Events
+from corehq.doctypemigrations.idhash import id_hash
 from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.loader import DocError, delete_revs, write_docs
 from corehq.doctypemigrations.models import CLEANED, CLEANING, FOLLOWING
@@ -32,8 +34,11 @@ from corehq.doctypemigrations.selection import (
 )
 from corehq.doctypemigrations.transfer import copy_revisions
 
-# ``unproven``: why the final pass could not show that nothing else is left (empty: it did)
-CleanupResult = namedtuple('CleanupResult', 'deleted differing changed copied errors unproven')
+# ``deleted``: how many docs (a page's result: their ids); ``unproven``: why the final pass could
+# not show that nothing else is left (empty: it did); ``again``: docs written to the source again
+# after their deletion, in revisions the target holds, and deleted again (counted once)
+CleanupResult = namedtuple('CleanupResult', 'deleted differing changed copied errors unproven again',
+                           defaults=([],))
 
 
 def is_complete(result):
@@ -111,24 +116,24 @@ def clean_up(migrator, source, target, settings=CleanupSettings(), events=None):
 
     def clean(listed):
         # in smaller parts while the server rate-limits
-        return _sum(_clean_page(source, target, doc_types, dict(part), settings.dry_run, copy_budget)
-                    for part in parts(listed[0], source.budget))
+        return _sum((_clean_page(source, target, doc_types, dict(part), settings.dry_run, copy_budget)
+                     for part in parts(listed[0], source.budget)), start=_PAGE)
 
     pages = migrating_leaves(source, doc_types, settings.page_size, events)
-    totals = _sum([])
+    totals, deleted = _TOTALS, DeletedDocs()
     events.stage('Cleaning up', unit='docs scanned')
     try:
         for (_leaves, scanned), page in ordered(pages, clean, settings.workers, source.budget):
-            totals = _sum([totals, page])
+            totals = deleted.add(totals, page)
             events.advanced('Cleaning up', scanned)
     finally:
         events.stage_done('Cleaning up')
     if settings.dry_run:
         return totals
-    return _prove_none_left(source, doc_types, settings, totals, clean, events)
+    return _prove_none_left(source, doc_types, settings, totals, clean, deleted, events)
 
 
-def _prove_none_left(source, doc_types, settings, totals, clean, events):
+def _prove_none_left(source, doc_types, settings, totals, clean, deleted, events):
     """The last pass, on which "Cleanup complete" rests: no migrating doc the
     cleanup has not named is live in the source.
 
@@ -141,7 +146,9 @@ def _prove_none_left(source, doc_types, settings, totals, clean, events):
     like any other. The listing is read again until one lists nothing new,
     the copies having agreed all along (``copies.still_settled``: no node
     went down or restarted meanwhile, nothing left to replicate). Otherwise
-    the result says why it is not proven, and a rerun proves it.
+    the result says why it is not proven, and a rerun proves it. A doc this
+    cleanup had deleted that is live again (written to the source since) is
+    counted once, and named (``again``).
     """
     for _round in range(PROOF_ROUNDS):
         try:
@@ -154,7 +161,7 @@ def _prove_none_left(source, doc_types, settings, totals, clean, events):
             left = [(doc_id, revs) for doc_id, revs in leaves if doc_id not in named]
             if left:
                 found = True
-                totals = _sum([totals, clean((left, len(left)))])
+                totals = deleted.add(totals, clean((left, len(left))), again=True)
         if not found and copies.still_settled(source, snapshot):
             return totals
     return totals._replace(unproven=[f"migrating docs kept showing up in the source over {PROOF_ROUNDS} "
@@ -165,11 +172,34 @@ def _named(result):
     return list(result.differing) + list(result.changed) + [e.id for e in result.errors]
 
 
-def _sum(results):
-    totals = CleanupResult(0, [], [], 0, [], [])
+_TOTALS = CleanupResult(0, [], [], 0, [], [])
+_PAGE = _TOTALS._replace(deleted=[])
+
+
+def _sum(results, start=_TOTALS):
+    totals = start
     for result in results:
         totals = CleanupResult(*(a + b for a, b in zip(totals, result)))
     return totals
+
+
+class DeletedDocs:
+    """The docs this cleanup deleted, 8 bytes each (see idhash), so that a
+    doc deleted twice (written to the source again after its deletion, in a
+    revision the target holds) counts once."""
+
+    def __init__(self):
+        self._hashes = array('Q')
+
+    def add(self, totals, page, again=False):
+        """``totals`` with a page's result added. ``again``: look for docs
+        deleted before among its deletions (a read of every hash: done for
+        the final pass, where a doc can come back; the first pass lists each
+        doc once)."""
+        hashes = {id_hash(doc_id): doc_id for doc_id in page.deleted}
+        before = sorted(hashes[h] for h in hashes.keys() & self._hashes) if again and hashes else []
+        self._hashes.extend(hashes)
+        return _sum([totals, page._replace(deleted=len(hashes) - len(before), again=before)])
 
 
 def _clean_page(source, target, doc_types, listed, dry_run, copy_budget):
@@ -188,14 +218,15 @@ def _clean_page(source, target, doc_types, listed, dry_run, copy_budget):
         lacking = {doc_id: revs for doc_id, revs in lacking.items() if doc_id not in copied_ids}
     held = {doc_id: revs for doc_id, revs in leaves.items() if doc_id not in lacking}
     if dry_run:
-        return CleanupResult(len(held), sorted(lacking), [], 0, [], [])
+        return CleanupResult(list(held), sorted(lacking), [], 0, [], [])
     errors += delete_revs(source, [(doc_id, rev) for doc_id, revs in held.items() for rev in revs])
     changed, live, retry_errors = _confirm_gone(source, target, list(held))
     errors = [e for e in errors + retry_errors if e.id in live or e.id in lacking]
     named = {e.id for e in errors}
     errors += [DocError(doc_id, None, 'still live', 'a live revision is left after its deletion')
                for doc_id in sorted(live - set(changed) - named)]
-    return CleanupResult(len(held) - len(live), sorted(lacking), changed, copied, errors, [])
+    return CleanupResult([doc_id for doc_id in held if doc_id not in live], sorted(lacking), changed, copied,
+                         errors, [])
 
 
 def _copy_into_target(source, target, lacking, budget):

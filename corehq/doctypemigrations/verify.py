@@ -22,7 +22,6 @@ without bodies, gives the live docs that comparison did not cover (the
 source deleted them, changed their type or never had them), each then read
 from both sides.
 """
-import hashlib
 import itertools
 import logging
 from collections import Counter, namedtuple
@@ -33,6 +32,7 @@ from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import attachment_summary
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.follower import CONFLICT_DELETED_IN_TARGET, TARGET_ONLY_LEAF
+from corehq.doctypemigrations.idhash import id_hash
 from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.models import CLEANED, CLEANING
 from corehq.doctypemigrations.selection import (
@@ -143,7 +143,7 @@ class _Tally:
         self._outcomes = {}
 
     def record(self, doc_id, outcome):
-        key = _key(doc_id)
+        key = id_hash(doc_id)
         if outcome is None:
             # nothing to say: e.g. deleted in both, or never migrating
             self._outcomes.pop(key, None)
@@ -153,7 +153,7 @@ class _Tally:
     def judged(self, doc_id):
         """Whether the doc has an outcome (a read from another thread is safe:
         one dict lookup)."""
-        return _key(doc_id) in self._outcomes
+        return id_hash(doc_id) in self._outcomes
 
     @property
     def counts(self):
@@ -163,10 +163,6 @@ class _Tally:
     def differing(self):
         named = (value for value in self._outcomes.values() if not isinstance(value, str))
         return [(doc_id, outcome) for outcome, doc_id in itertools.islice(named, self.keep)]
-
-
-def _key(doc_id):
-    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), 'big')
 
 
 def _check_feed(stage, pages, total, check, budget, workers, tally, events):

@@ -178,7 +178,8 @@ def test_a_leaf_that_appears_during_cleanup(migration_dbs, monkeypatch, target_h
     done = []
 
     def late_writer_then_delete(db, id_revs):
-        if not done:
+        # just before m0's deletion: pages are cleaned several at once
+        if not done and any(doc_id == 'm0' for doc_id, _rev in id_revs):
             done.append(1)
             root = source.get('m0', revs='true')
             history = [late, f"1-{root['_revisions']['ids'][-1]}"]
@@ -199,6 +200,33 @@ def test_a_leaf_that_appears_during_cleanup(migration_dbs, monkeypatch, target_h
         assert source.get('m0', rev=late)['late'] is True
         assert state().phase == CLEANING
         assert "Would delete 0 docs" in out
+
+
+def test_a_doc_written_again_after_its_deletion_is_deleted_again_and_counted_once(migration_dbs,
+                                                                                 monkeypatch):
+    """Something still writes to the source during the cleanup: a doc comes
+    back live after its deletion, in a revision the target holds too."""
+    source, target = migration_dbs
+    migrating, _ = seed(source)
+    run(SLUG, '--initial')
+    root = source.get('m0')['_rev']
+    real_settle = cleanup.copies.settle
+    done = []
+
+    def write_m0_again_then_settle(db, max_wait):
+        # before the final pass, after the first
+        if not done:
+            done.append(1)
+            assert source.get('m0') is None
+            for db_ in (source, target):
+                put_history(db_, 'm0', [rev(2, '9' * 32), root], {'doc_type': 'CommCareUser', 'back': True})
+        return real_settle(db, max_wait)
+
+    monkeypatch.setattr(cleanup.copies, 'settle', write_m0_again_then_settle)
+    out = run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0')
+    assert done and f"Deleted {len(migrating)} docs" in out and 'Cleanup complete' in out
+    assert "1 docs were written to the source again after their deletion" in out and '  m0\n' in out
+    assert source.get('m0') is None and target.get('m0')['back'] is True
 
 
 def call_output(*args):

@@ -339,6 +339,11 @@ class Command(BaseCommand):
                       f"target lacks appeared after they were listed) and were left in the source; "
                       f"rerun --cleanup (with --copy-missing to bring the new revisions over):")
             self._list_ids(result.changed)
+        if result.again:
+            self.warn(f"{len(result.again)} docs were written to the source again after their deletion "
+                      f"(something still writes there?); the target holds those revisions, so they "
+                      f"were deleted again:")
+            self._list_ids(result.again)
         if result.errors:
             self.warn(f"{len(result.errors)} deletions failed:\n{describe_errors(result.errors)}")
         for reason in result.unproven:
