@@ -202,8 +202,8 @@ def test_a_leaf_that_appears_during_cleanup(migration_dbs, monkeypatch, target_h
         assert "Would delete 0 docs" in out
 
 
-def test_a_doc_written_again_after_its_deletion_is_deleted_again_and_counted_once(migration_dbs,
-                                                                                 monkeypatch):
+def test_a_doc_written_again_after_its_deletion_is_deleted_again_and_counted_once(
+        migration_dbs, monkeypatch):
     """Something still writes to the source during the cleanup: a doc comes
     back live after its deletion, in a revision the target holds too."""
     source, target = migration_dbs
