@@ -8,10 +8,17 @@ every node of the cluster is up, each copy has been asked to push what it
 holds to the others (``POST /db/_sync_shards``) and no node has an internal
 replication job left (``/_node/<node>/_system``). ``settle`` waits for that;
 ``still_settled`` tells whether it held over a read: the same nodes up, none
-restarted in between (their uptime only grew), nothing pending. A single
-server keeps one copy, which cannot lag behind itself.
+restarted in between (their uptime only grew), nothing pending; ``Watch``
+asks both again and again without waiting. A single server keeps one copy,
+which cannot lag behind itself.
 """
+import logging
 import time
+
+from corehq.couch.errors import CouchNotFound, CouchUnauthorized
+
+
+log = logging.getLogger(__name__)
 
 
 class CopiesUnsettled(Exception):
@@ -24,27 +31,43 @@ def settle(db, max_wait, poll=0.5):
     if db.copies() == 1:
         return {}
     deadline = time.monotonic() + max_wait
-    reason = 'not asked yet'
-    synced_for, quiet = None, 0
-    while True:
-        state = _replication_state(db)
+    settling = Settling(db)
+    while (snapshot := settling.look()) is None:
+        if time.monotonic() > deadline:
+            raise CopiesUnsettled(f"the copies of {db.name} did not agree within {max_wait:g} s "
+                                  f"({settling.reason})")
+        time.sleep(poll)
+    return snapshot
+
+
+class Settling:
+    """``settle`` one look at a time, for a caller that goes on working
+    between looks (--continuous follows the feed meanwhile)."""
+
+    def __init__(self, db):
+        self.db = db
+        self.reason = 'not asked yet'
+        self._synced_for, self._quiet = None, 0
+
+    def look(self):
+        """The nodes' uptimes once the copies agree, else None (``reason``
+        says why not)."""
+        state = _replication_state(self.db)
         if isinstance(state, str):
-            reason, synced_for, quiet = state, None, 0
-        elif synced_for != set(state):
+            self.reason, self._synced_for, self._quiet = state, None, 0
+        elif self._synced_for != set(state):
             # once per set of live nodes: a node back needs every copy pushed to it again
-            db.request('POST', '_sync_shards')
-            synced_for = set(state)
-            reason = 'internal replication was asked to run'
-        elif any(jobs for _uptime, jobs in state.values()):
-            reason, quiet = 'internal replication jobs are still pending', 0
-        elif quiet:
+            self.db.request('POST', '_sync_shards')
+            self._synced_for = set(state)
+            self.reason = 'internal replication was asked to run'
+        elif _pending(state):
+            self.reason, self._quiet = 'internal replication jobs are still pending', 0
+        elif self._quiet:
             return {node: uptime for node, (uptime, _jobs) in state.items()}
         else:
             # twice in a row: the pushes _sync_shards asks for are queued a moment after it answers
-            quiet = 1
-        if time.monotonic() > deadline:
-            raise CopiesUnsettled(f"the copies of {db.name} did not agree within {max_wait:g} s ({reason})")
-        time.sleep(poll)
+            self._quiet = 1
+        return None
 
 
 def why_unsettled(db, max_wait):
@@ -63,9 +86,60 @@ def still_settled(db, snapshot):
     if db.copies() == 1:
         return True
     state = _replication_state(db)
-    if isinstance(state, str) or set(state) != set(snapshot):
+    return _same_nodes_running(state, snapshot) and not _pending(state)
+
+
+class Watch:
+    """Whether the copies have agreed all along since they were last seen
+    to, asked again and again by a caller that must not wait for them
+    (--continuous, at each end of the feed). A look costs a request per
+    node. Only a node that left or restarted has every copy pushed again;
+    jobs left pending are waited out."""
+
+    def __init__(self, db):
+        self.db = db
+        self.unknowable = None  # why this server does not show its copies' state
+        self._snapshot, self._settling = None, None
+
+    @property
+    def reason(self):
+        return self.unknowable or (self._settling.reason if self._settling else 'not looked at yet')
+
+    def agreed(self):
+        """True while the copies have agreed since last seen to; otherwise
+        one more look (settle's), False until it sees them agree: the caller
+        reads again what it read while they did not."""
+        if self.db.copies() == 1 or self.unknowable:
+            return True
+        try:
+            return self._look()
+        except (CouchUnauthorized, CouchNotFound) as e:
+            # a hosted cluster that keeps its nodes to itself: its answers as they come, as before
+            self.unknowable = f"the server does not show its nodes ({e})"
+            log.warning("%s: %s; its copies are taken as they answer", self.db.display_url, self.unknowable)
+            return True
+
+    def _look(self):
+        if self._snapshot is not None:
+            state = _replication_state(self.db)
+            if _same_nodes_running(state, self._snapshot) and not _pending(state):
+                return True
+            if not _same_nodes_running(state, self._snapshot):
+                self._settling = None  # a node left or came back: every copy is pushed again
+            self._snapshot = None
+        self._settling = self._settling or Settling(self.db)
+        self._snapshot = self._settling.look()
         return False
-    return all(uptime >= snapshot[node] and not jobs for node, (uptime, jobs) in state.items())
+
+
+def _same_nodes_running(state, snapshot):
+    """The nodes of ``snapshot`` all up and none restarted since (their uptime only grew)."""
+    return (not isinstance(state, str) and set(state) == set(snapshot)
+            and all(uptime >= snapshot[node] for node, (uptime, _jobs) in state.items()))
+
+
+def _pending(state):
+    return any(jobs for _uptime, jobs in state.values())
 
 
 def _replication_state(db):

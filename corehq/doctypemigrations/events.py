@@ -24,6 +24,10 @@ class Events:
     def caught_up(self, seq):
         """--continuous reached the end of the source's changes feed."""
 
+    def copies_disagree(self, reason):
+        """--continuous read to the feed's end, but the source cluster's
+        copies do not agree yet (``reason``), so it is not caught up yet."""
+
     def refused(self, errors):
         """--continuous could not copy these docs (``loader.DocError``s): they are
         recorded, and sent again with every batch until the target takes them."""

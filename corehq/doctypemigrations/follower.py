@@ -20,6 +20,7 @@ deletions must never reach the target, which is the live database by then.
 import time
 from collections import namedtuple
 
+from corehq.couch import copies
 from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.doctypemigrations.attachments import BUDGET as ATTACHMENT_BUDGET
@@ -39,6 +40,8 @@ FollowSettings = namedtuple(
                       'workers',
     defaults=(claims.HEARTBEAT_SECONDS, ATTACHMENT_BUDGET, DEFAULT_WORKERS))
 DEFAULT_SETTINGS = FollowSettings(batch_size=100, batch_seconds=5.0, max_wait=30.0, heartbeat_ms=5000)
+# seconds between looks at a cluster's copies while they do not agree yet
+UNSETTLED_POLL = 1.0
 
 # A doc whose target copy differs from the source in a way no copy can mend.
 Divergence = namedtuple('Divergence', 'doc_id revs cause')
@@ -91,6 +94,7 @@ class ChangesFollower:
         self.batch = _Batch()
         self._heartbeat = None
         self._pairs = PairJudge(state, source)
+        self._copies = copies.Watch(source)
 
     def run(self, stop=lambda: False, until_caught_up=False):
         """Follow until ``stop()`` is true (or the feed's end, with ``until_caught_up``).
@@ -122,13 +126,29 @@ class ChangesFollower:
                 self._commit()
             if rows:
                 announced = False
+            if caught_up and not announced:
+                if not self._feed_end_is_the_clusters():
+                    self.source.wait_for_change(since, UNSETTLED_POLL, self.settings.heartbeat_ms)
+                    continue
+                self.events.caught_up(since)
+                announced = True
             if caught_up:
-                if not announced:
-                    self.events.caught_up(since)
-                    announced = True
                 if until_caught_up:
                     return
                 self.source.wait_for_change(since, self.settings.max_wait, self.settings.heartbeat_ms)
+
+    def _feed_end_is_the_clusters(self):
+        """Whether the end of the feed as read is the end of what the cluster
+        acknowledged. Each range of a cluster's feed comes from one copy, and
+        a copy on a node that was down lacks what was written meanwhile until
+        internal replication pushes it over; while a node is down, a write
+        acknowledged by it and one other copy may be missing from the copy
+        read. "Caught up" is said only while the copies agree (each asked to
+        push to the others once a node is back), the feed read again after."""
+        if self._copies.agreed():
+            return True
+        self.events.copies_disagree(self._copies.reason)
+        return False
 
     def _batch_size(self):
         """Smaller pages after the server rate-limited the phase (see PhaseBudget)."""

@@ -5,6 +5,7 @@ possible" while a node dies or rejoins, which the client retries), and what
 it copied is what the source holds."""
 import random
 import signal
+import subprocess
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.cluster.workload import (
     SLUG, Writer, assert_target_matches, assert_verify_clean, holds_claim, manage, populate,
 )
 from tests.doctypemigrations.helpers import start_migration, state_db_ready
+from tests.processes import wait_for_line
 
 
 @pytest.mark.parametrize('node', [1, 2, 3])
@@ -51,6 +53,33 @@ def test_continuous_rides_out_a_node_restart_with_a_writer_running(
     assert 'Stopped; checkpoint saved' in (tmp_path / 'continuous.out').read_text()
     assert writer.writes > 50
     assert_verify_clean(subprocess_env, tmp_path)
+
+
+def test_caught_up_is_said_only_once_the_copies_agree(couch_cluster, couch_settings, migration_dbs,
+                                                      subprocess_env, tmp_path):
+    """While a node is down, a range of the feed may come from a copy that
+    lacks a write only the down node's copy shares with a third: --continuous
+    reads to the end but does not say caught up (it says what it waits for);
+    once the node is back and every copy pushed, it does."""
+    source, target = migration_dbs
+    source_url = couch_settings.db_url(None)
+    populate(source_url, 300, seed=7)
+    state_db_ready(subprocess_env, tmp_path)
+    assert manage(subprocess_env, tmp_path, 'run_doctype_migration', SLUG, '--initial').returncode == 0
+    couch_cluster.kill_node(2)
+    populate(source_url, 60, seed=8)  # written while node 2 is down
+    follower = start_migration(subprocess_env, tmp_path, '--continuous', '--until-caught-up',
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = wait_for_line(follower, 'do not agree yet')
+        assert not [line for line in lines if 'All caught up' in line], lines
+        assert 'node2@127.0.0.1 down' in lines[-1]
+        couch_cluster.start_node(2)
+        wait_for_line(follower, 'All caught up')
+        assert follower.wait(timeout=120) == 0
+    finally:
+        processes.stop(follower)
+    assert_target_matches(source, target)
 
 
 def _output(log):

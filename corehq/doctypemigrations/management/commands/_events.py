@@ -1,10 +1,16 @@
 """How the migration commands show a phase's events: tqdm bars for its
 stages on a terminal (stderr, so stdout stays parseable), lines for the rest."""
+import time
+
 from tqdm import tqdm
 
 from corehq.doctypemigrations.events import Events
 from corehq.doctypemigrations.management.commands._text import describe_errors, verify_hint
 from corehq.doctypemigrations.models import FOLLOWING
+
+
+# seconds the source's copies disagree before --continuous says it waits for them
+DISAGREEMENT_TOLD_AFTER = 10
 
 
 def command_events(command, slug, verbosity):
@@ -22,6 +28,7 @@ class CommandEvents(Events):
         self.slug = slug
         self.bars = bars
         self._drawn = {}
+        self._disagreeing_since, self._told_disagreeing = None, False
 
     def stage(self, name, total=None, done=0, unit='docs'):
         if self.bars is None:
@@ -44,7 +51,18 @@ class CommandEvents(Events):
         self.command.say(f"Read {changes_read} changes, saved seq {seq}")
 
     def caught_up(self, seq):
+        self._disagreeing_since, self._told_disagreeing = None, False
         self.command.say("All caught up!", self.command.style.SUCCESS)
+
+    def copies_disagree(self, reason):
+        # said once a spell, when it lasts: a cluster under writes has internal replication
+        # jobs come and go, each a moment's disagreement
+        now = time.monotonic()
+        self._disagreeing_since = self._disagreeing_since or now
+        if not self._told_disagreeing and now - self._disagreeing_since >= DISAGREEMENT_TOLD_AFTER:
+            self._told_disagreeing = True
+            self.command.say(f"Read to the end of the source's feed, but its copies do not agree yet "
+                             f"({reason}): waiting for them before saying caught up.")
 
     def diverged(self, divergence):
         hint = verify_hint(divergence.cause, FOLLOWING, self.slug)
