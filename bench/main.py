@@ -22,6 +22,7 @@ from bench.server import LAUNCHER, bench_server, client_cpu, cpu_meter, sigterm_
 DEFAULT_OUT = PROJECT_DIR / 'bench' / 'results' / 'latest.json'
 MAIN_DB, SMALL_DB = 'bench', 'bench_small'
 COLD_DB = f"{MAIN_DB}_cold"  # the main data set without the by_doc_type view
+CLEANUP_DB = f"{MAIN_DB}_copy"  # the main data set again, migrated, for a --cleanup of its own
 PEER_DBS = {'raw_view': 'peer_raw_view', 'raw_view_small': 'peer_raw_view_small',
             'raw_changes': 'peer_raw_changes', 'replicate': 'peer_replicate',
             'replicate_mango': 'peer_replicate_mango', 'write_alone': 'peer_write_alone'}
@@ -183,7 +184,8 @@ def run_all(args, server, workdir, doc_types, run):
     if datasets is None:
         raise RuntimeError(f"could not write the data set: {run.errors['generate']}")
     dataset, dataset_small = datasets
-    server.db(COLD_DB).delete_if_exists()  # a copy of an earlier run's data set (see _initial_cold)
+    for copy_db in (COLD_DB, CLEANUP_DB):  # copies of an earlier run's data set (see _copy_before_rounds)
+        server.db(copy_db).delete_if_exists()
     figures = {}
     setups = [(big, 'setup_view', dataset)]
     if small_docs:
@@ -192,8 +194,13 @@ def run_all(args, server, workdir, doc_types, run):
         figures[key] = run.phase(key, f"syncing design docs to {project.main_db}, indexing by_doc_type "
                                  f"({ds.docs} docs)", lambda: _index_view(server, project, ds))
     if args.only and 'initial_cold' in args.only:  # never by default on pouchdb-server
-        run.phase('setup_cold', f"copying {MAIN_DB} to {COLD_DB} (server-side _replicate, not timed)",
-                  lambda: _copy_for_cold_start(server))
+        run.phase('setup_cold', f"copying {MAIN_DB} to {COLD_DB} without its by_doc_type view (not timed)",
+                  lambda: _copy_before_rounds(server, COLD_DB, drop_view=True))
+    cleanup_twin = Project(workdir, server.url, CLEANUP_DB, 'cleanup_copy')
+    if not args.only_scale and (not args.only or 'cleanup' in args.only):
+        run.phase('setup_cleanup_copy', f"copying {MAIN_DB} to {CLEANUP_DB} and migrating it (not timed)",
+                  lambda: _copy_before_rounds(server, CLEANUP_DB,
+                                              then=lambda: _initial(cleanup_twin, server)))
     copies = define_copies(args, server, big, small, dataset, dataset_small, doc_types)
     if args.only:
         copies = {name: copy for name, copy in copies.items() if name in args.only}
@@ -254,7 +261,8 @@ def run_all(args, server, workdir, doc_types, run):
                 lambda: dict(pillows.time_pillow_move(big), source_docs=dataset.docs))
         if initial_done and wanted('cleanup'):
             figures['cleanup'] = run.phase('cleanup', "--cleanup with and without its canary wait and "
-                                           "index catch-up", lambda: _cleanup_figures(big, server, workdir))
+                                           "index catch-up",
+                                           lambda: _cleanup_figures(big, cleanup_twin, server))
     for name in run.errors:
         figures.setdefault(name.split('#')[0], None)
     figures['errors'] = dict(run.errors)
@@ -374,19 +382,35 @@ def _initial(project, server, *extra, keep_dump=False, via=None, prepare=lambda:
     return sample
 
 
-def _copy_for_cold_start(server):
-    """The main data set again, for the cold start, made before the rounds:
-    a copy made just before a timed run leaves the server busy (and its
-    files uncached) for that run alone."""
+def _copy_before_rounds(server, copy_db, drop_view=False, then=lambda: None):
+    """The main data set copied to ``copy_db`` (server-side _replicate), then
+    ``then()``, made before the rounds and waited for until the server is
+    idle: a copy made just before a timed run leaves the server building its
+    indexes and compacting (and its files uncached) during that run alone."""
     server.json('POST', '_replicate', body={'source': server.replication_endpoint(MAIN_DB),
-                                            'target': server.replication_endpoint(COLD_DB),
+                                            'target': server.replication_endpoint(copy_db),
                                             'create_target': True}, timeout=3600)
+    if drop_view:
+        _drop_doc_type_view(server.db(copy_db))
+    then()
+    _wait_until_idle(server)
+
+
+def _wait_until_idle(server, limit=3600):
+    """Until CouchDB lists no task (an index build, a compaction) in
+    ``_active_tasks``; pouchdb-server lists none ever."""
+    deadline = time.monotonic() + limit
+    while tasks := server.json('GET', '_active_tasks'):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server still runs {len(tasks)} tasks after {limit} s: "
+                               f"{sorted({task.get('type') for task in tasks})}")
+        time.sleep(1)
 
 
 def _initial_cold(big, server):
     """A first --initial from a source that has no by_doc_type view (the first
     migration of a big database): the copy of the main data set (see
-    _copy_for_cold_start), whose view is never built."""
+    _copy_before_rounds), whose view is never built."""
     cold = Project(big.workdir.parent, server.url, COLD_DB, 'cold')
     return _initial(cold, server, prepare=lambda: _drop_doc_type_view(server.db(COLD_DB)))
 
@@ -414,36 +438,26 @@ def _read_alone(leaves):
     return {'seconds': result.seconds, 'in_target': result.docs, **cpu.figures(), **client.figures()}
 
 
-def _cleanup_figures(project, server, workdir):
+def _cleanup_figures(project, twin, server):
     """--cleanup as an operator runs it (its default canary wait, and the
     by_doc_type catch-up it does first), and without either, each measured.
 
-    A cleanup deletes what it measures, so the second one runs on a copy of
-    the source made at this point (pouchdb's local _replicate, not timed: the
-    same docs, conflicts and deleted leaves), migrated with a direct --initial
-    (not timed) that also builds the copy's index. On the source itself the
-    index then lags by the --continuous phases' writes, as in production
-    after --continuous stops.
+    A cleanup deletes what it measures, so the bare one runs on ``twin``: a
+    copy of the source migrated before the rounds (see _copy_before_rounds),
+    whose index --initial brought up to date. On the source itself the index
+    then lags by the --continuous phases' writes, as in production after
+    --continuous stops.
     """
-    copy_db = f"{project.main_db}_copy"
-    twin = Project(workdir, server.url, copy_db, 'cleanup_copy')
-    started = time.monotonic()
-    server.json('POST', '_replicate', body={'source': server.replication_endpoint(project.main_db),
-                                            'target': server.replication_endpoint(copy_db),
-                                            'create_target': True}, timeout=3600)
-    copy_seconds = time.monotonic() - started
-    _initial(twin, server)   # the copy's target, state and (through --initial) its index
     with cpu_meter() as cpu:
         bare = migration.run_cleanup(twin, '--canary-wait', '0')
     bare_cpu = cpu.figures()
     server.db(twin.target_db).delete_if_exists()
-    server.db(copy_db).delete_if_exists()
+    server.db(twin.main_db).delete_if_exists()
     with cpu_meter() as cpu:
         full = migration.run_cleanup(project)
     return {
         'bare': _cleanup_figure('--cleanup --canary-wait 0, index current', bare, bare_cpu),
         'full': _cleanup_figure('--cleanup (default canary wait, own index catch-up)', full, cpu.figures()),
-        'copy_seconds': copy_seconds,
     }
 
 
