@@ -8,17 +8,23 @@ every node of the cluster is up, each copy has been asked to push what it
 holds to the others (``POST /db/_sync_shards``) and no node has an internal
 replication job left (``/_node/<node>/_system``). ``settle`` waits for that;
 ``still_settled`` tells whether it held over a read: the same nodes up, none
-restarted in between (their uptime only grew), nothing pending; ``Watch``
-asks both again and again without waiting. A single server keeps one copy,
-which cannot lag behind itself.
+restarted in between (each uptime grew by the time passed), nothing
+pending; ``Watch`` asks both again and again without waiting. A single
+server keeps one copy, which cannot lag behind itself.
 """
 import logging
 import time
+from collections import namedtuple
 
-from corehq.couch.errors import CouchNotFound, CouchUnauthorized
-
+from corehq.couch.errors import CouchError, CouchNotFound, CouchUnauthorized
 
 log = logging.getLogger(__name__)
+
+# {node: uptime in seconds} and when it was read (time.monotonic()): a node
+# whose uptime has not grown with the time since was restarted meanwhile
+Snapshot = namedtuple('Snapshot', 'uptimes taken_at')
+# whole seconds of uptime, read over requests that take time
+UPTIME_SLACK = 5
 
 
 class CopiesUnsettled(Exception):
@@ -26,10 +32,10 @@ class CopiesUnsettled(Exception):
 
 
 def settle(db, max_wait, poll=0.5):
-    """Wait until the copies of ``db`` agree; returns the nodes' uptimes (a
-    snapshot for ``still_settled``), or raises CopiesUnsettled naming why."""
+    """Wait until the copies of ``db`` agree; returns a Snapshot of the
+    nodes (for ``still_settled``), or raises CopiesUnsettled naming why."""
     if db.copies() == 1:
-        return {}
+        return Snapshot({}, time.monotonic())
     deadline = time.monotonic() + max_wait
     settling = Settling(db)
     while (snapshot := settling.look()) is None:
@@ -42,28 +48,30 @@ def settle(db, max_wait, poll=0.5):
 
 class Settling:
     """``settle`` one look at a time, for a caller that goes on working
-    between looks (--continuous follows the feed meanwhile)."""
+    between looks (--continuous follows the feed meanwhile). Every copy is
+    asked to push to the others at the first look and again whenever a node
+    has left, come back or restarted since it last was."""
 
     def __init__(self, db):
         self.db = db
         self.reason = 'not asked yet'
-        self._synced_for, self._quiet = None, 0
+        self._synced, self._quiet = None, 0
 
-    def look(self):
-        """The nodes' uptimes once the copies agree, else None (``reason``
-        says why not)."""
-        state = _replication_state(self.db)
+    def look(self, state=None):
+        """A Snapshot once the copies agree, else None (``reason`` says why
+        not). ``state``: the cluster's state if the caller just read it."""
+        state = _replication_state(self.db) if state is None else state
         if isinstance(state, str):
-            self.reason, self._synced_for, self._quiet = state, None, 0
-        elif self._synced_for != set(state):
-            # once per set of live nodes: a node back needs every copy pushed to it again
+            self.reason, self._synced, self._quiet = state, None, 0
+        elif self._synced is None or not _same_nodes_running(state, self._synced):
             self.db.request('POST', '_sync_shards')
-            self._synced_for = set(state)
+            self._synced, self._quiet = _snapshot(state), 0
             self.reason = 'internal replication was asked to run'
         elif _pending(state):
             self.reason, self._quiet = 'internal replication jobs are still pending', 0
         elif self._quiet:
-            return {node: uptime for node, (uptime, _jobs) in state.items()}
+            self.reason = 'the copies agree'
+            return _snapshot(state)
         else:
             # twice in a row: the pushes _sync_shards asks for are queued a moment after it answers
             self._quiet = 1
@@ -92,18 +100,21 @@ def still_settled(db, snapshot):
 class Watch:
     """Whether the copies have agreed all along since they were last seen
     to, asked again and again by a caller that must not wait for them
-    (--continuous, at each end of the feed). A look costs a request per
-    node. Only a node that left or restarted has every copy pushed again;
-    jobs left pending are waited out."""
+    (--continuous, at each end of the feed): its requests get one retry and
+    a short timeout, and a node that does not answer is a "not now". A
+    look costs a request per node."""
 
     def __init__(self, db):
         self.db = db
         self.unknowable = None  # why this server does not show its copies' state
-        self._snapshot, self._settling = None, None
+        self._quick = None
+        self._snapshot, self._settling, self._failure = None, None, None
 
     @property
     def reason(self):
-        return self.unknowable or (self._settling.reason if self._settling else 'not looked at yet')
+        if self.unknowable or self._failure:
+            return self.unknowable or self._failure
+        return self._settling.reason if self._settling else 'not looked at'
 
     def agreed(self):
         """True while the copies have agreed since last seen to; otherwise
@@ -111,6 +122,7 @@ class Watch:
         reads again what it read while they did not."""
         if self.db.copies() == 1 or self.unknowable:
             return True
+        self._failure = None
         try:
             return self._look()
         except (CouchUnauthorized, CouchNotFound) as e:
@@ -118,24 +130,34 @@ class Watch:
             self.unknowable = f"the server does not show its nodes ({e})"
             log.warning("%s: %s; its copies are taken as they answer", self.db.display_url, self.unknowable)
             return True
+        except CouchError as e:  # a node that died since _membership answered, a slow link
+            self._failure = f"the cluster's nodes did not all answer: {e}"
+            return False
 
     def _look(self):
+        self._quick = self._quick or self.db.quick()
+        state = _replication_state(self._quick)
         if self._snapshot is not None:
-            state = _replication_state(self.db)
             if _same_nodes_running(state, self._snapshot) and not _pending(state):
                 return True
-            if not _same_nodes_running(state, self._snapshot):
-                self._settling = None  # a node left or came back: every copy is pushed again
             self._snapshot = None
-        self._settling = self._settling or Settling(self.db)
-        self._snapshot = self._settling.look()
+        self._settling = self._settling or Settling(self._quick)
+        self._snapshot = self._settling.look(state)
         return False
 
 
+def _snapshot(state):
+    return Snapshot({node: uptime for node, (uptime, _jobs) in state.items()}, time.monotonic())
+
+
 def _same_nodes_running(state, snapshot):
-    """The nodes of ``snapshot`` all up and none restarted since (their uptime only grew)."""
-    return (not isinstance(state, str) and set(state) == set(snapshot)
-            and all(uptime >= snapshot[node] for node, (uptime, _jobs) in state.items()))
+    """The nodes of ``snapshot`` all up, and none restarted since: each one's
+    uptime grew by the time that passed."""
+    if isinstance(state, str) or set(state) != set(snapshot.uptimes):
+        return False
+    passed = time.monotonic() - snapshot.taken_at
+    return all(uptime >= snapshot.uptimes[node] + passed - UPTIME_SLACK
+               for node, (uptime, _jobs) in state.items())
 
 
 def _pending(state):
@@ -152,7 +174,7 @@ def _replication_state(db):
     state = {}
     for node in membership['cluster_nodes']:
         # a node that died since _membership answers 412 nodedown, retried
-        # under the phase's budget (--give-up-after) until it is back
+        # under the db's budget: a phase's (--give-up-after), a Watch's once
         system = db.json('GET', f"_node/{node}/_system", server_level=True)
         state[node] = (system['uptime'], system.get('internal_replication_jobs', 0))
     return state

@@ -18,6 +18,8 @@ from corehq.couch.errors import (
 from corehq.couch.retry import STATUSES_READ_FOR_ERROR, PhaseBudget, RetryPolicy, classify
 
 DEFAULT_TIMEOUT = (10, 300)
+# (connect, read) seconds of a question answered quickly or not at all (see Connection.quick)
+QUICK_TIMEOUT = (3, 15)
 DEFAULT_PORTS = {'http': 80, 'https': 443}
 POOL_SIZE = 16  # room for every request a phase keeps in flight
 
@@ -121,6 +123,14 @@ class Connection:
         if auth:
             self.session.auth = auth
         self.timeout = timeout
+
+    def quick(self):
+        """The same database, asked with one retry and a short timeout: for a
+        question whose answer may be "not now" (a node down), where waiting
+        for it would hold up the work it is asked beside."""
+        other = type(self)(self.url, timeout=QUICK_TIMEOUT, budget=PhaseBudget.quick())
+        other.session.auth = self.session.auth
+        return other
 
     def request(self, method, path='', *, params=None, body=None, timeout=None,
                 stream=False, server_level=False, headers=None):

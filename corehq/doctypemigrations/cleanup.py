@@ -186,20 +186,24 @@ def _sum(results, start=_TOTALS):
 class DeletedDocs:
     """The docs this cleanup deleted, 8 bytes each (see idhash), so that a
     doc deleted twice (written to the source again after its deletion, in a
-    revision the target holds) counts once."""
+    revision the target holds) counts once, and is named once."""
 
     def __init__(self):
         self._hashes = array('Q')
+        self._again = set()
 
     def add(self, totals, page, again=False):
         """``totals`` with a page's result added. ``again``: look for docs
-        deleted before among its deletions (a read of every hash: done for
-        the final pass, where a doc can come back; the first pass lists each
-        doc once)."""
+        deleted before among its deletions, a read of every hash: done in the
+        final pass, which finds what came back. The first pass lists each doc
+        once from the by_doc_type view; from the feed (a source without the
+        view) a doc written again while it runs is listed, and counted, again."""
         hashes = {id_hash(doc_id): doc_id for doc_id in page.deleted}
-        before = sorted(hashes[h] for h in hashes.keys() & self._hashes) if again and hashes else []
-        self._hashes.extend(hashes)
-        return _sum([totals, page._replace(deleted=len(hashes) - len(before), again=before)])
+        before = hashes.keys() & self._hashes if again and hashes else set()
+        self._hashes.extend(hashes.keys() - before)
+        named = sorted(hashes[h] for h in before - self._again)
+        self._again |= before
+        return _sum([totals, page._replace(deleted=len(hashes) - len(before), again=named)])
 
 
 def _clean_page(source, target, doc_types, listed, dry_run, copy_budget):

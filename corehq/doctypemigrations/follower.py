@@ -95,6 +95,7 @@ class ChangesFollower:
         self._heartbeat = None
         self._pairs = PairJudge(state, source)
         self._copies = copies.Watch(source)
+        self._refusals_sent_at = float('-inf')
 
     def run(self, stop=lambda: False, until_caught_up=False):
         """Follow until ``stop()`` is true (or the feed's end, with ``until_caught_up``).
@@ -170,9 +171,12 @@ class ChangesFollower:
         """Copy the batch (and the docs refused before, even with nothing new
         to read), then checkpoint after it, once the target acknowledged."""
         batch = self.batch
+        if not batch.rows and time.monotonic() < self._refusals_sent_at + self.settings.max_wait:
+            return  # with nothing new read, refused docs go again at the pace of the feed's wait
         refused = states.follow_refusals(self.state)
         if not batch.rows and not refused:
             return
+        self._refusals_sent_at = time.monotonic()
         self._check_still_allowed()
         changes = list(batch.changes.values())
         changes += refused_before(self.source, refused, {c.id for c in changes})

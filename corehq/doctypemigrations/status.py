@@ -19,6 +19,7 @@ from corehq.doctypemigrations import state as states
 from corehq.couch import (
     CouchDB, CouchError, CouchUnauthorized, CouchUnreachable, DatabaseMissing, PhaseBudget,
 )
+from corehq.couch.transport import QUICK_TIMEOUT
 from corehq.doctypemigrations.models import CLEANING, DUMPING, FOLLOWING, LOADING
 from corehq.doctypemigrations.selection import BY_DOC_TYPE, doc_type_range, feed_length
 
@@ -30,7 +31,6 @@ PENDING_CAP = 10000
 DEFAULT_MAX_PENDING = 1000
 # A status is asked by a person or a monitor waiting for it: fail fast rather
 # than wait out the client's minutes of retries.
-QUICK_TIMEOUT = (3, 15)
 # The first refused docs are listed, all are counted: a target that refuses
 # everything must not make the status slow or the page endless.
 REFUSALS_LISTED = 100

@@ -202,30 +202,34 @@ def test_a_leaf_that_appears_during_cleanup(migration_dbs, monkeypatch, target_h
         assert "Would delete 0 docs" in out
 
 
+@pytest.mark.parametrize('times', [1, 2])
 def test_a_doc_written_again_after_its_deletion_is_deleted_again_and_counted_once(
-        migration_dbs, monkeypatch):
+        migration_dbs, monkeypatch, times):
     """Something still writes to the source during the cleanup: a doc comes
-    back live after its deletion, in a revision the target holds too."""
+    back live after its deletion, in a revision the target holds too, before
+    one final pass or two."""
     source, target = migration_dbs
     migrating, _ = seed(source)
     run(SLUG, '--initial')
     root = source.get('m0')['_rev']
     real_settle = cleanup.copies.settle
-    done = []
+    written = []
 
     def write_m0_again_then_settle(db, max_wait):
-        # before the final pass, after the first
-        if not done:
-            done.append(1)
+        # before a final pass, after the pass before it
+        if len(written) < times:
             assert source.get('m0') is None
+            branch = rev(2, str(len(written) + 8) * 32)
             for db_ in (source, target):
-                put_history(db_, 'm0', [rev(2, '9' * 32), root], {'doc_type': 'CommCareUser', 'back': True})
+                put_history(db_, 'm0', [branch, root], {'doc_type': 'CommCareUser', 'back': True})
+            written.append(branch)
         return real_settle(db, max_wait)
 
     monkeypatch.setattr(cleanup.copies, 'settle', write_m0_again_then_settle)
     out = run(SLUG, '--cleanup', '--noinput', '--canary-wait', '0')
-    assert done and f"Deleted {len(migrating)} docs" in out and 'Cleanup complete' in out
-    assert "1 docs were written to the source again after their deletion" in out and '  m0\n' in out
+    assert len(written) == times and f"Deleted {len(migrating)} docs" in out and 'Cleanup complete' in out
+    assert "1 docs were written to the source again after their deletion" in out
+    assert out.count('  m0\n') == 1
     assert source.get('m0') is None and target.get('m0')['back'] is True
 
 

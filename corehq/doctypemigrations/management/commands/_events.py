@@ -48,6 +48,7 @@ class CommandEvents(Events):
             bar.close()
 
     def committed(self, changes_read, seq):
+        self._disagreeing_since = None  # a spell of disagreement is timed from the last rows read
         self.command.say(f"Read {changes_read} changes, saved seq {seq}")
 
     def caught_up(self, seq):
