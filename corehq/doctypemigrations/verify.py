@@ -16,8 +16,8 @@ revision the source deleted (so nothing the source had was lost). New docs
 in the target are the application's, not differences.
 
 Both databases are streamed page by page. Before the cleanup the source's
-migrating docs (listed by the by_doc_type view, or by the server's filter
-of its feed, see ``source_feed``) are each compared with their copy; the target's feed, read
+feed gives the migrating docs (filtered by the server where it can, see
+``source_feed``), each compared with its copy; the target's feed, read
 without bodies, gives the live docs that comparison did not cover (the
 source deleted them, changed their type or never had them), each then read
 from both sides.
@@ -36,10 +36,9 @@ from corehq.doctypemigrations.idhash import id_hash
 from corehq.doctypemigrations.inflight import ordered, parts
 from corehq.doctypemigrations.models import CLEANED, CLEANING
 from corehq.doctypemigrations.selection import (
-    DocTypeSelection, current_changes, current_winners, feed_length, filters_by_selector, has_doc_type_view,
-    is_replicated_id, missing_revs, reread, scan_changes, scan_doc_type_view,
+    DocTypeSelection, current_changes, current_winners, feed_length, filters_by_selector, is_replicated_id,
+    missing_revs, reread, scan_changes,
 )
-from corehq.doctypemigrations.stats import doc_type_counts
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +94,15 @@ def verify(migrator, source, target, phase=states.NEW, page_size=1000, keep=20, 
 
 
 def source_feed(source, doc_types, page_size):
-    """(pages of the source's migrating docs, their count (a callable: asked
-    only by a report that shows it) or None) for the copy check, which
-    judges only those.
+    """(pages of the source's feed, its length or None) for the copy check,
+    which needs the migrating docs (and judges only those).
 
-    The by_doc_type view lists just them (the guide's preindex built it,
-    --initial read it): a fraction of the database, from an index. Without
-    it, a server that filters by a Mango selector sends only them, though it
-    reads every doc to do so (as slow as its own filtered replication). Each
-    takes a cluster's shard ranges from one copy, which would leave out a
-    doc a lagging copy has of another type, so either is read only once the
-    copies agree; otherwise, and on a server that can do neither, the whole
-    feed is read and the docs are filtered here."""
-    listing = 'view' if has_doc_type_view(source) else 'selector' if filters_by_selector(source) else None
-    if listing and _copies_agree(source):
-        if listing == 'view':
-            return (scan_doc_type_view(source, doc_types, page_size),
-                    lambda: sum(doc_type_counts(source, doc_types).values()))
+    A server that filters by a Mango selector sends only them: a fraction of
+    the database. A cluster's filtered feed takes each shard range from one
+    copy, which would leave out a doc a lagging copy has of another type, so
+    it is filtered only once the copies agree; otherwise, and on a server that
+    cannot filter, the whole feed is read and the docs are filtered here."""
+    if filters_by_selector(source) and _copies_agree(source):
         return scan_changes(source, page_size, conflicts=True, doc_types=doc_types), None
     return scan_changes(source, page_size, conflicts=True), _feed_total(source)
 
@@ -226,13 +217,8 @@ def _source_summary(change, revpos=True):
 
 
 def copy_outcomes(source, target, selection, changes, revpos=True):
-    """The outcome of each migrating doc of a page the source stage listed
-    (a view's rows carry no doc: they are read)."""
-    if all(c.doc is not None for c in changes):
-        changes = reread(source, changes)
-    else:
-        changes = current_changes(source, [c.id for c in changes])
-    wanted = [c for c in changes if selection.wants(c)]
+    """The outcome of each migrating doc of the source's feed page."""
+    wanted = [c for c in reread(source, changes) if selection.wants(c)]
     return _compared(source, target, selection, wanted, revpos)
 
 
