@@ -124,11 +124,17 @@ class Connection:
             self.session.auth = auth
         self.timeout = timeout
 
+    @classmethod
+    def answering_quickly(cls, url):
+        """The database at ``url``, asked with one retry and a short timeout:
+        for a question whose answer may be "not now" (a node down, a server
+        away), where waiting for it would hold up the work or the person
+        asking (--status)."""
+        return cls(url, timeout=QUICK_TIMEOUT, budget=PhaseBudget.quick())
+
     def quick(self):
-        """The same database, asked with one retry and a short timeout: for a
-        question whose answer may be "not now" (a node down), where waiting
-        for it would hold up the work it is asked beside."""
-        other = type(self)(self.url, timeout=QUICK_TIMEOUT, budget=PhaseBudget.quick())
+        """This database, asked as ``answering_quickly`` does."""
+        other = self.answering_quickly(self.url)
         other.session.auth = self.session.auth
         return other
 

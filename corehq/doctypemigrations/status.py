@@ -17,9 +17,8 @@ from django.utils import timezone
 from corehq.doctypemigrations import claim as claims
 from corehq.doctypemigrations import state as states
 from corehq.couch import (
-    CouchDB, CouchError, CouchUnauthorized, CouchUnreachable, DatabaseMissing, PhaseBudget,
+    CouchDB, CouchError, CouchUnauthorized, CouchUnreachable, DatabaseMissing,
 )
-from corehq.couch.transport import QUICK_TIMEOUT
 from corehq.doctypemigrations.models import CLEANING, DUMPING, FOLLOWING, LOADING
 from corehq.doctypemigrations.selection import BY_DOC_TYPE, doc_type_range, feed_length
 
@@ -29,8 +28,6 @@ from corehq.doctypemigrations.selection import BY_DOC_TYPE, doc_type_range, feed
 # seconds on a big database.
 PENDING_CAP = 10000
 DEFAULT_MAX_PENDING = 1000
-# A status is asked by a person or a monitor waiting for it: fail fast rather
-# than wait out the client's minutes of retries.
 # The first refused docs are listed, all are counted: a target that refuses
 # everything must not make the status slow or the page endless.
 REFUSALS_LISTED = 100
@@ -68,7 +65,9 @@ def _quick_db(helper, name):
 
 
 def quick_db(url):
-    return CouchDB(url, timeout=QUICK_TIMEOUT, budget=PhaseBudget.quick())
+    # a status is asked by a person or a monitor waiting for it: fail fast rather
+    # than wait out the client's minutes of retries
+    return CouchDB.answering_quickly(url)
 
 
 def migration_status(migrator, state_row, source, now=None, max_pending=DEFAULT_MAX_PENDING,
