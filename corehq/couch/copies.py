@@ -93,8 +93,7 @@ def still_settled(db, snapshot):
     """Whether the copies agreed all along since ``snapshot`` was taken."""
     if db.copies() == 1:
         return True
-    state = _replication_state(db)
-    return _same_nodes_running(state, snapshot) and not _pending(state)
+    return _agreed_since(_replication_state(db), snapshot)
 
 
 class Watch:
@@ -138,7 +137,7 @@ class Watch:
         self._quick = self._quick or self.db.quick()
         state = _replication_state(self._quick)
         if self._snapshot is not None:
-            if _same_nodes_running(state, self._snapshot) and not _pending(state):
+            if _agreed_since(state, self._snapshot):
                 return True
             self._snapshot = None
         self._settling = self._settling or Settling(self._quick)
@@ -148,6 +147,10 @@ class Watch:
 
 def _snapshot(state):
     return Snapshot({node: uptime for node, (uptime, _jobs) in state.items()}, time.monotonic())
+
+
+def _agreed_since(state, snapshot):
+    return _same_nodes_running(state, snapshot) and not _pending(state)
 
 
 def _same_nodes_running(state, snapshot):
