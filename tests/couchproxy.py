@@ -24,6 +24,8 @@ pouchdb-server behave like the harder servers production meets:
 - ``require_auth``: Basic auth in front of pouchdb-server's admin party;
 - ``inject_doc_errors``: chosen docs of a ``_bulk_docs`` are rejected per doc
   (a ``validate_doc_update`` saying ``forbidden``) and never reach the server;
+- ``hold_paths``: matching requests wait before they are forwarded until
+  ``release()``, as a query waits behind an index build that lasts for hours;
 - ``pause()``/``resume()``: the server goes away and comes back on the same port.
 
 And it records: ``record_bodies`` keeps the requests it matches, with their
@@ -81,6 +83,8 @@ FAULT_DEFAULTS = {
     'fail_probability': 1.0,      # ... on this share of them (drawn from fail_seed)
     'require_auth': None,         # (user, password) for Basic auth, stripped before forwarding
     'inject_doc_errors': None,    # {doc_id: (error, reason)} or callable(doc) -> (error, reason) | None
+    'hold_paths': None,           # requests matching this regex (searched in "METHOD /path?query")
+                                  # wait before they are forwarded until release()
     'record_bodies': None,        # keep the requests matching this regex (searched in
                                   # "METHOD /path?query") as RecordedRequest in ``bodies``
 }
@@ -215,6 +219,7 @@ class CouchProxy:
         self._server = None
         self._thread = None
         self._lock = threading.Lock()
+        self._hold_ended = threading.Condition(self._lock)
         self._live_sockets = set()
         self._rng = random.Random()
         self._rate_rng = random.Random()
@@ -260,6 +265,7 @@ class CouchProxy:
             self.replayed_rows = 0
             self.injected_errors = 0
             self.rate_limited = 0
+            self.held = 0  # requests that waited for release()
             self.bodies = []  # RecordedRequest, see record_bodies
 
     def count(self, method=None, path=None):
@@ -304,6 +310,21 @@ class CouchProxy:
                 self.in_flight -= 1
                 self._in_flight_at[endpoint] -= 1
 
+    def release(self):
+        """Forward the held requests, and hold no more (hold_paths back to None)."""
+        with self._lock:
+            self.hold_paths = None
+            self._hold_ended.notify_all()
+
+    def _hold(self, request):
+        """False when the proxy was paused or stopped while the request was held."""
+        with self._lock:
+            if self.hold_paths is None or not re.search(self.hold_paths, request.line):
+                return True
+            self.held += 1
+            self._hold_ended.wait_for(lambda: self.hold_paths is None or self._server is None)
+            return self._server is not None
+
     def _add(self, counter, amount):
         with self._lock:
             setattr(self, counter, getattr(self, counter) + amount)
@@ -332,7 +353,9 @@ class CouchProxy:
         """Make the server go away: the port is closed, so new connections are
         refused (``requests`` raises ConnectionError), and every open connection,
         idle or mid-response, is cut. pouchdb-server itself keeps running."""
-        server, self._server = self._server, None
+        with self._lock:
+            server, self._server = self._server, None
+            self._hold_ended.notify_all()  # a held request ends with its connection
         if server is not None:
             server.shutdown()
             server.server_close()
@@ -878,6 +901,9 @@ class _Handler(BaseHTTPRequestHandler):
         with self.proxy._open_request(request):
             if self.proxy.latency:
                 time.sleep(self.proxy.latency)
+            if not self.proxy._hold(request):
+                self._cut_connection()
+                return
             try:
                 rewrites = self.proxy._prepare(request)
             except _Answer as answer:

@@ -10,6 +10,7 @@ import requests
 
 from corehq.embedded_couch.server import free_port
 from tests.couchproxy import BadSeq, CouchProxy, decode_seq, encode_seq
+from tests.waiting import wait_for
 
 TIMEOUT = 5
 OPAQUE = re.compile(r'^\d+-g1AAAAA[A-Za-z0-9_-]+$')
@@ -454,3 +455,41 @@ def test_pause_refuses_connections_and_cuts_open_ones_until_resume(couch_proxy, 
         requests.get(couch_proxy.url, timeout=TIMEOUT)
     couch_proxy.resume()
     assert requests.get(f"{couch_proxy.url}/{db}", timeout=TIMEOUT).ok
+
+
+# -- held requests ---------------------------------------------------------------
+
+def test_a_held_request_reaches_the_server_only_once_released(couch_proxy, couch_server, db):
+    couch_proxy.hold_paths = r'^PUT '
+    put = threading.Thread(target=requests.put, args=(f"{couch_proxy.url}/{db}/a",),
+                           kwargs={'json': {}, 'timeout': TIMEOUT})
+    put.start()
+    try:
+        wait_for(lambda: couch_proxy.held == 1, what='the PUT held')
+        assert requests.get(f"{couch_proxy.url}/{db}", timeout=TIMEOUT).ok  # other paths go through
+        assert not exists(couch_server, db, 'a')
+    finally:
+        couch_proxy.release()
+        put.join()
+    assert exists(couch_server, db, 'a') and couch_proxy.hold_paths is None
+
+
+def test_a_request_held_when_the_proxy_stops_is_cut_off_unforwarded(couch_server, db):
+    proxy = CouchProxy(couch_server.url, hold_paths=r'^PUT ').start()
+    try:
+        cut = []
+        put = threading.Thread(target=lambda: cut.append(_put_fails(f"{proxy.url}/{db}/a")))
+        put.start()
+        wait_for(lambda: proxy.held == 1, what='the PUT held')
+    finally:
+        proxy.stop()
+    put.join()
+    assert cut == [True] and not exists(couch_server, db, 'a')
+
+
+def _put_fails(url):
+    try:
+        requests.put(url, json={}, timeout=TIMEOUT)
+    except BROKEN:
+        return True
+    return False
