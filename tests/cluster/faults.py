@@ -1,7 +1,10 @@
 """Node faults for the cluster tests: a node killed at a random moment of a
 phase (or once a condition holds) and brought back during the phase or after it."""
+import os
 import random
+import signal
 import threading
+from contextlib import contextmanager
 
 from tests.waiting import wait_for  # noqa: F401 (the cluster tests wait with it)
 
@@ -11,10 +14,14 @@ class NodeOutage(threading.Thread):
     50 ms) and, after ``delay`` more seconds drawn from ``rng``, restarts it
     ``back_after`` seconds later unless ``back_after`` is None (then the test
     brings it back with ``restore()``). Use as a context manager: the node is
-    up again when the block ends, pass or fail."""
+    up again when the block ends, pass or fail.
+
+    With ``freeze`` (a Popen), that process is stopped (SIGSTOP) from the
+    moment ``when()`` holds until the node is killed: the phase it runs cannot
+    end first, however fast the server is."""
 
     def __init__(self, cluster, node, when=lambda: True, delay=(0.0, 1.0), back_after=(2.0, 6.0),
-                 seed=None):
+                 seed=None, freeze=None):
         super().__init__(daemon=True)
         self.cluster = cluster
         self.node = node
@@ -22,6 +29,7 @@ class NodeOutage(threading.Thread):
         self.rng = random.Random(seed)
         self.delay = self.rng.uniform(*delay)
         self.back_after = None if back_after is None else self.rng.uniform(*back_after)
+        self.freeze = freeze
         self.killed = threading.Event()
         self.back = threading.Event()
         self._cancel = threading.Event()
@@ -32,10 +40,11 @@ class NodeOutage(threading.Thread):
             while not self.when():
                 if self._cancel.wait(0.05):
                     return
-            if self._cancel.wait(self.delay):
-                return
-            self.cluster.kill_node(self.node)
-            self.killed.set()
+            with _frozen(self.freeze):
+                if self._cancel.wait(self.delay):
+                    return
+                self.cluster.kill_node(self.node)
+                self.killed.set()
             if self.back_after is not None and not self._cancel.wait(self.back_after):
                 self.restore()
         except Exception as e:  # reported by the test, not lost in a thread
@@ -56,3 +65,17 @@ class NodeOutage(threading.Thread):
         self.join(timeout=120)
         self.restore()
         return False
+
+
+@contextmanager
+def _frozen(process):
+    """``process`` stopped for the block (nothing done without one); it goes
+    on afterwards, pass or fail."""
+    if process is None or process.poll() is not None:
+        yield
+        return
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGCONT)

@@ -3,6 +3,7 @@ or of the load, brought back during the phase (node 1, the one the client
 talks to, which the phase must wait for) or after it (node 2 or 3, which the
 others stand in for). The phase rides it out and the target holds every
 migrating doc as the source does."""
+import random
 import signal
 import subprocess
 
@@ -19,8 +20,8 @@ def _dumping(tmp_path):
     return lambda: dump.exists() and dump.stat().st_size > 2000
 
 
-def _loading(target):
-    return lambda: target.info()['doc_count'] > 10
+def _loading(target, docs):
+    return lambda: target.info()['doc_count'] > docs
 
 
 @pytest.mark.parametrize('stage', ['dump', 'load'])
@@ -28,13 +29,16 @@ def _loading(target):
 def test_initial_rides_out_a_node_killed_midway(couch_cluster, couch_settings, migration_dbs, subprocess_env,
                                                 tmp_path, stage, node, back_during_the_phase):
     source, target = migration_dbs
-    populate(couch_settings.db_url(None), 300, seed=node)
+    migrating = len(populate(couch_settings.db_url(None), 300, seed=node).migrating_ids)
     state_db_ready(subprocess_env, tmp_path)
-    when = _dumping(tmp_path) if stage == 'dump' else _loading(target)
+    # The moment drawn as a point of the phase, not as a delay: the phase is frozen from it
+    # until the node is killed, so a fast server cannot end the phase first.
+    rng = random.Random(node)
+    when = _dumping(tmp_path) if stage == 'dump' else _loading(target, rng.randint(10, migrating // 2))
     initial = start_migration(subprocess_env, tmp_path, '--initial', '--page-size', '10', '--keep-dump',
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        with NodeOutage(couch_cluster, node, when=when, delay=(0, 0.5),
+        with NodeOutage(couch_cluster, node, when=when, delay=(0, 0), freeze=initial,
                         back_after=(1, 4) if back_during_the_phase else None) as outage:
             wait_for(lambda: outage.killed.is_set() or initial.poll() is not None or outage.error,
                      what=f"node {node} killed")

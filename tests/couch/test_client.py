@@ -225,7 +225,8 @@ def test_a_response_that_stalls_midway_is_retried_with_the_policys_backoff(proxi
     couch_proxy.stall_after_bytes = 50
     couch_proxy.drop_paths = '_all_docs'
     couch_proxy.drop_count = 2
-    db = CouchDB(proxied.url, timeout=(5, 0.3), budget=PhaseBudget(backoff_factor=0.1, backoff_jitter=0))
+    # A read timeout that a loaded machine's answers keep well within: only the stalls pass it.
+    db = CouchDB(proxied.url, timeout=(5, 1.5), budget=PhaseBudget(backoff_factor=0.1, backoff_jitter=0))
     assert len(db.all_docs()) == 20
     assert couch_proxy.stalls == 2 and couch_proxy.count('GET', '_all_docs') == 3
     assert warnings_from(caplog) == [
@@ -236,11 +237,11 @@ def test_a_response_that_stalls_midway_is_retried_with_the_policys_backoff(proxi
 def test_a_response_that_keeps_stalling_gives_up_with_the_phase_budget(proxied, couch_proxy):
     couch_proxy.stall_after_bytes = 5
     couch_proxy.drop_paths = '_all_docs'
-    db = CouchDB(proxied.url, timeout=(5, 0.2), budget=PhaseBudget(1, **QUICK))
+    db = CouchDB(proxied.url, timeout=(5, 1.0), budget=PhaseBudget(3, **QUICK))
     started = time.monotonic()
     with pytest.raises(CouchUnreachable, match=r'stalled past the read timeout \(GET _all_docs\): gave up'):
         db.all_docs()
-    assert 1 < time.monotonic() - started < 5
+    assert 3 < time.monotonic() - started < 30
     assert couch_proxy.stalls >= 3
 
 
@@ -292,7 +293,7 @@ def test_a_quiet_feed_is_no_failure(couch_server, db_prefix, caplog):
     since = db.update_seq()
     started = time.monotonic()
     assert db.wait_for_change(since, max_wait=3, heartbeat_ms=500) is False
-    assert 3 <= time.monotonic() - started < 5
+    assert 3 <= time.monotonic() - started < 30  # the upper bound only catches a wait that hangs
     assert warnings_from(caplog) == []
 
 
@@ -305,10 +306,10 @@ def test_a_change_during_the_wait_ends_it_at_once(couch_server, db_prefix):
     writer.start()
     started = time.monotonic()
     try:
-        assert db.wait_for_change(since, max_wait=30, heartbeat_ms=500) is True
+        assert db.wait_for_change(since, max_wait=60, heartbeat_ms=500) is True
     finally:
         writer.join()
-    assert 1 <= time.monotonic() - started < 4
+    assert 1 <= time.monotonic() - started < 30  # woken by the write, far before its 60 s
 
 
 def test_live_ids_are_the_docs_with_a_live_leaf(couch_server, db_prefix):

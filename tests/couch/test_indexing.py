@@ -39,8 +39,8 @@ HELD_AT_MOST = 60
 
 @pytest.fixture
 def proxied(couch_proxy, db_prefix, slow_db):
-    """(The proxy, ``slow_db`` through it.)"""
-    return couch_proxy, CouchDB(f"{couch_proxy.url}/{db_prefix}")
+    """(The proxy, the url of ``slow_db`` through it.)"""
+    return couch_proxy, f"{couch_proxy.url}/{db_prefix}"
 
 
 def impatient(url):
@@ -48,30 +48,19 @@ def impatient(url):
     return CouchDB(url, timeout=(5, 0.05), budget=PhaseBudget(retries=0))
 
 
-def held_until(proxy, enough):
-    """An on_progress that keeps the progress it is given, and lets the
-    build query the proxy holds go on once ``enough(seen)``: the build lasts
-    as long as the test needs, however fast the server builds."""
+# The proxy holds the view's queries until the wait has shown what the test
+# needs: the build lasts as long as that, however fast the server builds.
+
+def test_the_wait_outlasts_a_read_timeout_far_shorter_than_the_build(slow_db, proxied):
+    proxy, url = proxied
     seen = []
-
-    def on_progress(progress):
-        seen.append(progress)
-        if enough(seen):
-            proxy.release()
-    return seen, on_progress
-
-
-def test_the_wait_outlasts_a_read_timeout_far_shorter_than_the_build(
-        slow_db, couch_proxy, couch_settings, db_prefix):
-    proxy = couch_proxy
-    with pytest.raises(CouchUnreachable, match='timed out'):  # what a plain query of the view does
-        impatient(couch_settings.db_url(None)).view('slow', 'v', reduce=False, limit=0)
-    proxy.hold_paths = VIEW_PATH
-    seen, on_progress = held_until(proxy, lambda seen: len(seen) == 3)
-    took = wait_for_view_index(impatient(f"{couch_proxy.url}/{db_prefix}"), 'slow', 'v',
-                               on_progress=on_progress, poll_seconds=0.05, limit_seconds=HELD_AT_MOST)
+    with proxy.holding(VIEW_PATH, until=lambda: len(seen) >= 3):
+        with pytest.raises(CouchUnreachable, match='timed out'):  # what a plain query of the view does
+            impatient(url).view('slow', 'v', reduce=False, limit=0)
+        took = wait_for_view_index(impatient(url), 'slow', 'v', on_progress=seen.append,
+                                   poll_seconds=0.05, limit_seconds=HELD_AT_MOST)
     # Released at the third, it may go on reporting while the server ends its build.
-    assert len(seen) >= 3 and proxy.held == 1
+    assert len(seen) >= 3 and proxy.held == 2
     assert took >= seen[-1].elapsed > 0.05
     assert {(p.ddoc, p.view) for p in seen} == {('slow', 'v')}
     assert [p.elapsed for p in seen] == sorted(p.elapsed for p in seen)
@@ -80,11 +69,11 @@ def test_the_wait_outlasts_a_read_timeout_far_shorter_than_the_build(
 
 @pytest.mark.pouchdb_only("pouchdb-server lists no indexer in _active_tasks; CouchDB lists one per shard")
 def test_pouchdb_server_lists_no_indexer_so_progress_is_the_time_spent(proxied):
-    proxy, db = proxied
-    proxy.hold_paths = VIEW_PATH
-    seen, on_progress = held_until(proxy, lambda seen: len(seen) == 2)
-    wait_for_view_index(db, 'slow', 'v', on_progress=on_progress, poll_seconds=0.05,
-                        limit_seconds=HELD_AT_MOST)
+    proxy, url = proxied
+    seen = []
+    with proxy.holding(VIEW_PATH, until=lambda: len(seen) >= 2):
+        wait_for_view_index(CouchDB(url), 'slow', 'v', on_progress=seen.append, poll_seconds=0.05,
+                            limit_seconds=HELD_AT_MOST)
     assert len(seen) >= 2
     assert {(p.changes_done, p.total_changes, p.tasks) for p in seen} == {(None, None, 0)}
     assert describe(seen[-1]).startswith('slow/v: building (the server shows no indexer progress), ')
@@ -120,15 +109,14 @@ def test_an_up_to_date_index_reports_nothing(slow_db):
 
 
 def test_a_limit_gives_up_while_the_server_goes_on_building(slow_db, proxied):
-    proxy, db = proxied
-    proxy.hold_paths = VIEW_PATH
-    try:
+    proxy, url = proxied
+    gave_up = []
+    with proxy.holding(VIEW_PATH, until=lambda: gave_up):
         with pytest.raises(IndexNotReady, match='still being built'):
-            wait_for_view_index(db, 'slow', 'v', poll_seconds=0.05, limit_seconds=0.2)
-        assert proxy.held == 1
-    finally:
-        proxy.release()
-    wait_for_view_index(db, 'slow', 'v')
+            wait_for_view_index(CouchDB(url), 'slow', 'v', poll_seconds=0.05, limit_seconds=0.2)
+        gave_up.append(True)
+    assert proxy.held == 1
+    wait_for_view_index(slow_db, 'slow', 'v')
     assert slow_db.view('slow', 'v', stale='ok', limit=0)['total_rows'] == DOCS
 
 
@@ -195,14 +183,16 @@ def test_reports_are_throttled_per_wait():
 # -- the migration phases catch up with the by_doc_type view this way -------------
 
 @pytest.fixture
-def behind(migration_dbs, monkeypatch, caplog):
-    """A source whose by_doc_type index is thousands of docs behind."""
+def behind(migration_dbs, couch_proxy, monkeypatch, caplog):
+    """A source whose by_doc_type index is thousands of docs behind, reached
+    through the proxy, which holds the view's queries until a wait was logged."""
     source, _target = migration_dbs
     add_docs(source, 'CommCareUser')
     monkeypatch.setattr(indexing, 'POLL_SECONDS', 0.05)
     monkeypatch.setattr(indexing, 'LOG_EVERY_SECONDS', 0)
     caplog.set_level(logging.WARNING, logger='corehq.indexing')
-    return source
+    with couch_proxy.holding(r'/_design/all_docs/_view/by_doc_type', until=lambda: waits_logged(caplog)):
+        yield CouchDB(f"{couch_proxy.url}/{source.name}")
 
 
 def waits_logged(caplog):

@@ -96,7 +96,8 @@ def read_body(proxy, db_prefix, **fault):
     proxy.drop_paths = '_all_docs'
     for name, value in fault.items():
         setattr(proxy, name, value)
-    response = requests.get(f"{proxy.url}/{db_prefix}/_all_docs", stream=True, timeout=(5, 0.3),
+    # Read timeout: what a loaded machine answers within, and a stall outlasts.
+    response = requests.get(f"{proxy.url}/{db_prefix}/_all_docs", stream=True, timeout=(5, 2.0),
                             headers={'Accept-Encoding': 'identity'})
     return raised(lambda: response.content)
 

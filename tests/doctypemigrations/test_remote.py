@@ -11,7 +11,8 @@ from django.core.management.base import CommandError
 from corehq.couch import CouchDB, CouchUnreachable, PhaseBudget
 from tests.doctypemigrations.data import seed
 from tests.doctypemigrations.helpers import run, visible_trees
-from tests.doctypemigrations.test_follower import follower
+from tests.doctypemigrations.test_follower import FAST, follower
+from tests.waiting import wait_for
 
 SLUG = 'user_db_migration'
 
@@ -91,24 +92,44 @@ def test_an_idle_feed_is_quiet_and_the_next_write_arrives_at_once(migration_dbs,
     budget = PhaseBudget(give_up_after=None)
     # the same databases, with the credentials (a CouchDB's url has none)
     source, target = (CouchDB(couch_settings.db_url(name), budget=budget) for name in (None, 'users'))
-    arrived = {}
+    waits = recorded_waits(source)
+    written = {}
 
     def write_after_quiet():
-        time.sleep(9)  # several longpoll waits (2 s each here) with nothing to read
+        # several longpoll waits (2 s each here) that ended with nothing to read
+        wait_for(lambda: [changed for _, _, changed in waits].count(False) >= 3, what='3 quiet waits')
+        before = time.monotonic()
         source.put({'_id': 'after-the-quiet', 'doc_type': 'CommCareUser'})
-        written = time.monotonic()
-        while target.get('after-the-quiet') is None:
-            time.sleep(0.05)
-        arrived['lag'] = time.monotonic() - written
+        written['between'] = (before, time.monotonic())
+        wait_for(lambda: target.get('after-the-quiet') is not None, what='the write copied')
+        written['copied'] = True
 
     writer = threading.Thread(target=write_after_quiet)
     writer.start()
     with caplog.at_level(logging.INFO):
-        follower(source, target).run(stop=lambda: 'lag' in arrived)
+        follower(source, target).run(stop=lambda: 'copied' in written)
     writer.join()
-    assert arrived['lag'] < 2
+    # The wait under way once the write was in, with time left, ended on it: not at its limit.
+    _, after = written['between']
+    woken = [changed for started, ended, changed in waits
+             if ended > after and started + FAST.max_wait > after]
+    assert woken[0] is True, waits
     noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert noisy == []
+
+
+def recorded_waits(db):
+    """(started, ended, changed) of each of ``db.wait_for_change``, appended as they end."""
+    waits = []
+    wait = db.wait_for_change
+
+    def recorded(*args, **kwargs):
+        started = time.monotonic()
+        changed = wait(*args, **kwargs)
+        waits.append((started, time.monotonic(), changed))
+        return changed
+    db.wait_for_change = recorded
+    return waits
 
 
 # -- big attachments -------------------------------------------------------------------

@@ -25,7 +25,7 @@ from tests.doctypemigrations.helpers import (
     initial_in_subprocess, manage_py, run, start_migration, state_db_ready, visible_trees,
 )
 from tests.doctypemigrations.test_follower import follower
-from tests.processes import stop
+from tests.processes import kill_when, stop
 
 SMALL_PAGES = InitialSettings(page_size=10, batch_bytes=4096, batch_docs=10)
 
@@ -189,9 +189,9 @@ def test_sigkill_during_initial_then_rerun(migration_dbs, subprocess_env, tmp_pa
     dump = tmp_path / 'user_db_migration.log'
     try:
         if phase == 'dump':
-            wait_for(lambda: dump.exists() and dump.stat().st_size > 20000)
+            kill_when(proc, lambda: dump.exists() and dump.stat().st_size > 20000)
         else:  # the load has recorded progress
-            wait_for(lambda: dump.exists() and (recorded_progress(tmp_path) or (0, 0, 0))[2] > 0)
+            kill_when(proc, lambda: dump.exists() and load_recorded(tmp_path))
     finally:
         stop(proc, signal.SIGKILL)
     assert target.info()['doc_count'] < 2000  # really killed midway
@@ -218,6 +218,17 @@ def recorded_progress(tmp_path):
     with sqlite3.connect(tmp_path / 'state.sqlite3') as conn:
         return conn.execute("SELECT phase, dump_offset, load_position FROM "
                             "doctypemigrations_doctypemigration").fetchone()
+
+
+def load_recorded(tmp_path):
+    """Whether the load has recorded progress; no, while the state database is
+    locked by a write of the run (stopped in the middle of it by kill_when)."""
+    try:
+        with sqlite3.connect(tmp_path / 'state.sqlite3', timeout=0) as conn:
+            row = conn.execute("SELECT load_position FROM doctypemigrations_doctypemigration").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return row is not None and row[0] > 0
 
 
 def test_an_uncompressed_dump_of_an_earlier_version_is_refused_and_a_new_dump_recovers(migration_dbs):
