@@ -62,6 +62,7 @@ UPSTREAM_TIMEOUT = 300  # long enough for any longpoll a test makes; stop() cuts
 READ_SIZE = 64 * 1024
 RECENT_REQUESTS = 1000
 HOLD_POLL_SECONDS = 0.02  # how often holding() asks whether to release
+HOLD_LIMIT_SECONDS = 60   # ... and for how long at most
 
 # The fault switches, all off: a transparent proxy.
 FAULT_DEFAULTS = {
@@ -221,6 +222,7 @@ class CouchProxy:
         self._thread = None
         self._lock = threading.Lock()
         self._hold_ended = threading.Condition(self._lock)
+        self._pauses = 0  # how many times pause() (or stop()) ran
         self._live_sockets = set()
         self._rng = random.Random()
         self._rate_rng = random.Random()
@@ -318,17 +320,26 @@ class CouchProxy:
             self._hold_ended.notify_all()
 
     @contextmanager
-    def holding(self, paths, until):
-        """Hold the requests matching ``paths`` (see hold_paths) until
-        ``until()`` holds, then forward them; on leaving, whatever happened,
-        they are forwarded and no more are held."""
+    def holding(self, paths, until, limit=HOLD_LIMIT_SECONDS):
+        """Hold the requests matching ``paths`` (see hold_paths) until one was
+        held and ``until()`` holds, then forward them; on leaving, whatever
+        happened, they are forwarded and no more are held. Past ``limit``
+        seconds they are forwarded too, and the block fails on leaving: a
+        test must fail, not hang, when the state it waits for never comes."""
         self.hold_paths = paths
         leaving = threading.Event()
+        deadline = time.monotonic() + limit
+        timed_out = []
 
         def release_once_true():
-            while not leaving.is_set() and not until():
-                leaving.wait(HOLD_POLL_SECONDS)
-            self.release()
+            try:
+                while not leaving.is_set() and not (self.held and until()):
+                    if time.monotonic() > deadline:
+                        timed_out.append(True)
+                        return
+                    leaving.wait(HOLD_POLL_SECONDS)
+            finally:
+                self.release()
         watcher = threading.Thread(target=release_once_true, name='couchproxy-hold', daemon=True)
         watcher.start()
         try:
@@ -336,6 +347,8 @@ class CouchProxy:
         finally:
             leaving.set()
             watcher.join()
+            self.release()
+        assert not timed_out, f"{paths!r}: held {self.held} requests for {limit} s, never released"
 
     def _hold(self, request):
         """False when the proxy was paused or stopped while the request was held."""
@@ -343,8 +356,10 @@ class CouchProxy:
             if self.hold_paths is None or not re.search(self.hold_paths, request.line):
                 return True
             self.held += 1
-            self._hold_ended.wait_for(lambda: self.hold_paths is None or self._server is None)
-            return self._server is not None
+            # A pause, even one resumed at once, ends the hold: the client saw its request cut off.
+            pauses = self._pauses
+            self._hold_ended.wait_for(lambda: self.hold_paths is None or self._pauses != pauses)
+            return self._pauses == pauses
 
     def _add(self, counter, amount):
         with self._lock:
@@ -376,6 +391,7 @@ class CouchProxy:
         idle or mid-response, is cut. pouchdb-server itself keeps running."""
         with self._lock:
             server, self._server = self._server, None
+            self._pauses += 1
             self._hold_ended.notify_all()  # a held request ends with its connection
         if server is not None:
             server.shutdown()

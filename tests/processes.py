@@ -58,22 +58,45 @@ def stop(proc, sig=signal.SIGINT, timeout=60):
 
 def kill_when(proc, condition, limit=120):
     """SIGKILL ``proc`` in the state in which ``condition()`` is first seen to
-    hold: it is stopped (SIGSTOP) while each look is taken, so it cannot go on
-    past that state before the kill, however slowly the looks come. Fails
-    after ``limit`` seconds without it (a safety net, not a timing assumption)."""
+    hold: it is stopped while each look is taken, so it cannot go on past that
+    state before the kill, however slowly the looks come. Fails after
+    ``limit`` seconds without it (a safety net, not a timing assumption)."""
     deadline = time.monotonic() + limit
     while proc.poll() is None:
-        proc.send_signal(signal.SIGSTOP)
-        try:
+        with stopped(proc):
             if condition():
                 proc.kill()
                 return
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
         assert time.monotonic() < deadline, f"pid {proc.pid}: the state to kill it in never came"
         time.sleep(0.02)
     raise AssertionError(f"the process ended (exit {proc.returncode}) before the state to kill it in")
+
+
+@contextmanager
+def stopped(proc):
+    """``proc`` (a Popen, or None: nothing done) stopped by SIGSTOP for the
+    block, and going on afterwards, pass or fail. The block begins only once
+    the kernel shows it stopped: the signal alone may still be on its way."""
+    if proc is None or proc.poll() is not None:
+        yield
+        return
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        while proc.poll() is None and _state(proc.pid) not in ('T', 'Z', None):
+            time.sleep(0.001)
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+
+
+def _state(pid):
+    """The one-letter state /proc shows for ``pid`` (T: stopped), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(')')[2].split()[0]
+    except OSError:
+        return None
 
 
 @contextmanager

@@ -471,7 +471,8 @@ def test_a_held_request_reaches_the_server_only_once_released(couch_proxy, couch
     finally:
         couch_proxy.release()
         put.join()
-    assert exists(couch_server, db, 'a') and couch_proxy.hold_paths is None
+    wait_for(lambda: exists(couch_server, db, 'a'), what='the released PUT forwarded')
+    assert couch_proxy.hold_paths is None
 
 
 def test_a_request_held_when_the_proxy_stops_is_cut_off_unforwarded(couch_server, db):
@@ -484,6 +485,28 @@ def test_a_request_held_when_the_proxy_stops_is_cut_off_unforwarded(couch_server
     finally:
         proxy.stop()
     put.join()
+    assert cut == [True] and not exists(couch_server, db, 'a')
+
+
+def test_a_hold_never_released_fails_the_block_and_forwards_what_it_held(couch_proxy, couch_server, db):
+    with pytest.raises(AssertionError, match='never released'):
+        with couch_proxy.holding(r'^PUT ', until=lambda: False, limit=0.5):
+            assert requests.put(f"{couch_proxy.url}/{db}/a", json={}, timeout=TIMEOUT).status_code == 201
+    assert couch_proxy.held == 1 and exists(couch_server, db, 'a')
+
+
+def test_a_request_held_across_a_pause_is_cut_off_unforwarded_after_resume(couch_proxy, couch_server, db):
+    couch_proxy.hold_paths = r'^PUT '
+    cut = []
+    put = threading.Thread(target=lambda: cut.append(_put_fails(f"{couch_proxy.url}/{db}/a")))
+    put.start()
+    try:
+        wait_for(lambda: couch_proxy.held == 1, what='the PUT held')
+        couch_proxy.pause()
+        couch_proxy.resume()
+    finally:
+        couch_proxy.release()
+        put.join()
     assert cut == [True] and not exists(couch_server, db, 'a')
 
 

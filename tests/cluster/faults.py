@@ -1,11 +1,9 @@
 """Node faults for the cluster tests: a node killed at a random moment of a
 phase (or once a condition holds) and brought back during the phase or after it."""
-import os
 import random
-import signal
 import threading
-from contextlib import contextmanager
 
+from tests.processes import stopped
 from tests.waiting import wait_for  # noqa: F401 (the cluster tests wait with it)
 
 
@@ -16,9 +14,9 @@ class NodeOutage(threading.Thread):
     brings it back with ``restore()``). Use as a context manager: the node is
     up again when the block ends, pass or fail.
 
-    With ``freeze`` (a Popen), that process is stopped (SIGSTOP) from the
-    moment ``when()`` holds until the node is killed: the phase it runs cannot
-    end first, however fast the server is."""
+    With ``freeze`` (a Popen), that process is stopped (SIGSTOP) while each
+    look at ``when()`` is taken and, once it holds, until the node is killed:
+    the phase it runs cannot end first, however fast the server is."""
 
     def __init__(self, cluster, node, when=lambda: True, delay=(0.0, 1.0), back_after=(2.0, 6.0),
                  seed=None, freeze=None):
@@ -37,18 +35,24 @@ class NodeOutage(threading.Thread):
 
     def run(self):
         try:
-            while not self.when():
-                if self._cancel.wait(0.05):
-                    return
-            with _frozen(self.freeze):
-                if self._cancel.wait(self.delay):
-                    return
-                self.cluster.kill_node(self.node)
-                self.killed.set()
-            if self.back_after is not None and not self._cancel.wait(self.back_after):
+            if self._kill_once_the_moment_came() and self.back_after is not None \
+                    and not self._cancel.wait(self.back_after):
                 self.restore()
         except Exception as e:  # reported by the test, not lost in a thread
             self.error = e
+
+    def _kill_once_the_moment_came(self):
+        """True once the node is killed; False when cancelled first."""
+        while True:
+            with stopped(self.freeze):
+                if self.when():
+                    if self._cancel.wait(self.delay):
+                        return False
+                    self.cluster.kill_node(self.node)
+                    self.killed.set()
+                    return True
+            if self._cancel.wait(0.05):
+                return False
 
     def restore(self):
         """Start the node again (once)."""
@@ -65,17 +69,3 @@ class NodeOutage(threading.Thread):
         self.join(timeout=120)
         self.restore()
         return False
-
-
-@contextmanager
-def _frozen(process):
-    """``process`` stopped for the block (nothing done without one); it goes
-    on afterwards, pass or fail."""
-    if process is None or process.poll() is not None:
-        yield
-        return
-    os.kill(process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(process.pid, signal.SIGCONT)

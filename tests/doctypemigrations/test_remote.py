@@ -92,12 +92,15 @@ def test_an_idle_feed_is_quiet_and_the_next_write_arrives_at_once(migration_dbs,
     budget = PhaseBudget(give_up_after=None)
     # the same databases, with the credentials (a CouchDB's url has none)
     source, target = (CouchDB(couch_settings.db_url(name), budget=budget) for name in (None, 'users'))
-    waits = recorded_waits(source)
+    waits, starts = recorded_waits(source)
     written = {}
 
     def write_after_quiet():
         # several longpoll waits (2 s each here) that ended with nothing to read
         wait_for(lambda: [changed for _, _, changed in waits].count(False) >= 3, what='3 quiet waits')
+        # then just after a wait began, with nearly all of its time left
+        begun = len(starts)
+        wait_for(lambda: len(starts) > begun, what='the next wait')
         before = time.monotonic()
         source.put({'_id': 'after-the-quiet', 'doc_type': 'CommCareUser'})
         written['between'] = (before, time.monotonic())
@@ -119,17 +122,18 @@ def test_an_idle_feed_is_quiet_and_the_next_write_arrives_at_once(migration_dbs,
 
 
 def recorded_waits(db):
-    """(started, ended, changed) of each of ``db.wait_for_change``, appended as they end."""
-    waits = []
+    """([(started, ended, changed) of each of ``db.wait_for_change``, as they
+    end], [when each began])."""
+    waits, starts = [], []
     wait = db.wait_for_change
 
     def recorded(*args, **kwargs):
-        started = time.monotonic()
+        starts.append(time.monotonic())
         changed = wait(*args, **kwargs)
-        waits.append((started, time.monotonic(), changed))
+        waits.append((starts[-1], time.monotonic(), changed))
         return changed
     db.wait_for_change = recorded
-    return waits
+    return waits, starts
 
 
 # -- big attachments -------------------------------------------------------------------
