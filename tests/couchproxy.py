@@ -56,13 +56,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 from corehq.couch import deepjson
+from tests.waiting import wait_for
 
 LOOPBACK = '127.0.0.1'
 UPSTREAM_TIMEOUT = 300  # long enough for any longpoll a test makes; stop() cuts the rest
 READ_SIZE = 64 * 1024
 RECENT_REQUESTS = 1000
-HOLD_POLL_SECONDS = 0.02  # how often holding() asks whether to release
-HOLD_LIMIT_SECONDS = 60   # ... and for how long at most
+HOLD_LIMIT_SECONDS = 60  # how long holding() waits at most for the state to release at
 
 # The fault switches, all off: a transparent proxy.
 FAULT_DEFAULTS = {
@@ -328,16 +328,13 @@ class CouchProxy:
         test must fail, not hang, when the state it waits for never comes."""
         self.hold_paths = paths
         leaving = threading.Event()
-        deadline = time.monotonic() + limit
         timed_out = []
 
         def release_once_true():
             try:
-                while not leaving.is_set() and not (self.held and until()):
-                    if time.monotonic() > deadline:
-                        timed_out.append(True)
-                        return
-                    leaving.wait(HOLD_POLL_SECONDS)
+                wait_for(lambda: leaving.is_set() or (self.held and until()), limit=limit)
+            except AssertionError:
+                timed_out.append(True)
             finally:
                 self.release()
         watcher = threading.Thread(target=release_once_true, name='couchproxy-hold', daemon=True)
